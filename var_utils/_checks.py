@@ -1,0 +1,112 @@
+"""Argument validation shared by the public functions.
+
+Every check raises a ``ValueError`` or ``TypeError`` that names the offending
+argument and says what was expected, so users never see a bare traceback from
+deep inside torch.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def check_tensor(value: object, name: str) -> torch.Tensor:
+    """Return ``value`` if it is a tensor, else raise ``TypeError`` naming ``name``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}.")
+    return value
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``tensor`` holds NaN or infinite values."""
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"`{name}` contains {bad} non-finite value(s) (NaN or inf); expected finite numbers.")
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as float if it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}.")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value}.")
+    return float(value)
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """Return ``value`` if it is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be >= 1, got {value}.")
+    return value
+
+
+def check_images(images: object, name: str = "inputs") -> torch.Tensor:
+    """Check a batch of images of shape (N, C, H, W) with finite values."""
+    images = check_tensor(images, name)
+    if images.dim() != 4:
+        raise ValueError(f"`{name}` must have shape (N, C, H, W), got shape {tuple(images.shape)}.")
+    if not images.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {images.dtype}.")
+    check_finite(images, name)
+    return images
+
+
+def check_channels(images: torch.Tensor, expected: int | None, name: str = "inputs") -> None:
+    """Raise if ``images`` (N, C, H, W) does not have ``expected`` channels (skip when None)."""
+    if expected is not None and images.shape[1] != expected:
+        raise ValueError(
+            f"`{name}` must have {expected} channel(s) for this model, got {images.shape[1]} "
+            f"(shape {tuple(images.shape)})."
+        )
+
+
+def check_class_set(classes: object, name: str = "class_indices") -> list[int]:
+    """Return ``classes`` as a list of >= 2 distinct non-negative ints."""
+    if isinstance(classes, torch.Tensor):
+        if classes.dim() != 1:
+            raise ValueError(f"`{name}` must be one-dimensional, got shape {tuple(classes.shape)}.")
+        classes = classes.tolist()
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"`{name}` must be a sequence of class indices, got {type(classes).__name__}.")
+    result = []
+    for value in classes:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"`{name}` must hold ints, got {value!r} ({type(value).__name__}).")
+        if value < 0:
+            raise ValueError(f"`{name}` must hold non-negative class indices, got {value}.")
+        result.append(value)
+    if len(result) < 2:
+        raise ValueError(f"`{name}` must hold at least two classes to compete, got {result}.")
+    if len(set(result)) != len(result):
+        raise ValueError(f"`{name}` must not repeat a class, got {result}.")
+    return result
+
+
+def check_logits(logits: object, batch_size: int) -> torch.Tensor:
+    """Check that a model returned logits of shape (N, num_classes)."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"`model` must return a tensor of logits, got {type(logits).__name__}.")
+    if logits.dim() != 2 or logits.shape[0] != batch_size:
+        raise ValueError(
+            f"`model` must return logits of shape (N, num_classes) = ({batch_size}, num_classes), "
+            f"got shape {tuple(logits.shape)}."
+        )
+    return logits
+
+
+def check_classes_in_range(classes: torch.Tensor, num_classes: int, name: str = "class_indices") -> None:
+    """Raise if a class index is not below the model's number of outputs."""
+    if classes.numel() and int(classes.max()) >= num_classes:
+        raise ValueError(
+            f"`{name}` holds class {int(classes.max())}, but the model has only {num_classes} outputs "
+            f"(valid indices 0..{num_classes - 1})."
+        )
+
+
+def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
+    """Raise ``ValueError`` if ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
