@@ -1,0 +1,30 @@
+"""var_utils: class-relevant saliency maps (VAR) on top of any attribution method.
+
+The public API is re-exported here::
+
+    from var_utils import refine, attribute_classes, ClassSpecificAttributionWrapper, load_model
+"""
+from .engine import attribute_classes
+from .images import PHOTOS, half_and_half, load_image, load_photo
+from .methods import METHODS, AttributionMethod, get_method
+from .models import MODELS, load_model
+from .refine import class_distribution, refine, refine_all
+from .wrappers import ClassSpecificAttributionWrapper, ContrastiveAttributionWrapper
+
+__all__ = [
+    "METHODS",
+    "MODELS",
+    "PHOTOS",
+    "AttributionMethod",
+    "ClassSpecificAttributionWrapper",
+    "ContrastiveAttributionWrapper",
+    "attribute_classes",
+    "class_distribution",
+    "get_method",
+    "half_and_half",
+    "load_image",
+    "load_model",
+    "load_photo",
+    "refine",
+    "refine_all",
+]

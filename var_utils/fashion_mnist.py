@@ -1,0 +1,306 @@
+"""Fashion-MNIST data and a small CNN for the statistical benchmarks.
+
+The CNN is plain convolutions and ReLUs ending in global average pooling, so
+it classifies single 28x28 images and 2x2 grids of 28-pixel cells (56x56)
+alike, and Grad-CAM on its last ReLU localises cells of such a grid.
+
+Normalisation is baked into :func:`load_fashion_mnist`: it returns images
+already normalised with :func:`normalize_fashion_mnist`. Images from elsewhere
+(pixels in [0, 1]) must go through :func:`normalize_fashion_mnist` before they
+reach the model.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from var_utils._checks import check_tensor
+
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
+
+#: Where the Debian package ``dataset-fashion-mnist`` installs the gzipped IDX files.
+DEBIAN_DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+#: Shipped weights live next to the package, in the repository's ``data`` folder.
+DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "data" / "fashion_mnist_cnn.safetensors"
+
+# The four uncompressed files torchvision's FashionMNIST reads from ROOT/FashionMNIST/raw/.
+_RAW_FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class FashionMNISTCNN(nn.Module):
+    """Small ReLU CNN for 1-channel Fashion-MNIST images of any size >= 4x4.
+
+    Layout: conv(32) - ReLU - maxpool - conv(64) - ReLU - conv(64) - ReLU -
+    maxpool - ``features`` [conv(128) - ReLU] - global average pool - linear(10).
+    Every ReLU is its own, non-inplace module, so hooks and rule-based
+    attribution (LRP, guided backprop) see each activation exactly once.
+    The last feature map is 7x7 for 28x28 inputs and 14x14 for 2x2 grids.
+
+    Expects inputs normalised with :func:`normalize_fashion_mnist`.
+
+    Examples
+    --------
+    >>> model = FashionMNISTCNN()
+    >>> model(torch.zeros(2, 1, 56, 56)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, num_classes: int = len(FASHION_MNIST_CLASSES)) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.features = nn.Sequential(
+            nn.Conv2d(64, 128, kernel_size=3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape (N, num_classes) for images of shape (N, 1, H, W)."""
+        x = self.features(self.blocks(x))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+    def gradcam_layer(self) -> nn.Module:
+        """Return the layer whose output Grad-CAM should use: the last ReLU.
+
+        Its output is the rectified last feature map, the activations Grad-CAM
+        weights by their pooled gradients.
+        """
+        return self.features[-1]
+
+
+def normalize_fashion_mnist(images: torch.Tensor) -> torch.Tensor:
+    """Normalise images with pixels in [0, 1] by the Fashion-MNIST mean and std.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Floating-point images, pixels in [0, 1], any shape.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(images - 0.2860) / 0.3530``, same shape.
+
+    Examples
+    --------
+    >>> normalize_fashion_mnist(torch.tensor([0.2860]))
+    tensor([0.])
+    """
+    images = check_tensor(images, "images")
+    if not images.is_floating_point():
+        raise TypeError(f"`images` must be a floating-point tensor with pixels in [0, 1], got dtype {images.dtype}.")
+    return (images - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
+
+
+def default_data_root() -> Path:
+    """Return the data cache folder: ``$VAR_UTILS_DATA`` if set, else ``~/.cache/var_utils``."""
+    env_root = os.environ.get("VAR_UTILS_DATA")
+    return Path(env_root) if env_root else Path.home() / ".cache" / "var_utils"
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` only once the block succeeds.
+
+    The temporary file sits in the same folder (so ``os.replace`` is atomic);
+    if the block raises, it is deleted and ``path`` is left untouched, so an
+    interrupted write never leaves a half-written file under the final name.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file name.
+
+    Yields
+    ------
+    Path
+        Where to write the content.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_output_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def gunzip_atomic(source: str | Path, destination: str | Path) -> None:
+    """Decompress the gzip file ``source`` into ``destination`` atomically.
+
+    Parameters
+    ----------
+    source : str or Path
+        A ``.gz`` file.
+    destination : str or Path
+        The uncompressed file to create; it appears only when complete.
+    """
+    with atomic_output_path(destination) as tmp_path:
+        with gzip.open(source, "rb") as compressed, open(tmp_path, "wb") as plain:
+            shutil.copyfileobj(compressed, plain)
+
+
+def _has_raw_files(raw_dir: Path) -> bool:
+    return all((raw_dir / name).is_file() for name in _RAW_FILE_NAMES)
+
+
+def _copy_debian_files(raw_dir: Path) -> bool:
+    """Gunzip the Debian package's files into ``raw_dir``; return False if the package is absent."""
+    sources = [DEBIAN_DATASET_DIR / f"{name}.gz" for name in _RAW_FILE_NAMES]
+    if not all(source.is_file() for source in sources):
+        return False
+    for name, source in zip(_RAW_FILE_NAMES, sources):
+        if not (raw_dir / name).is_file():
+            gunzip_atomic(source, raw_dir / name)
+    return True
+
+
+def _download(root: Path, train: bool, raw_dir: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(root), train=train, download=True)
+    except Exception as error:  # torchvision raises RuntimeError, URLError or OSError offline
+        raise RuntimeError(
+            f"Fashion-MNIST not found. Looked for {', '.join(_RAW_FILE_NAMES)} in {raw_dir}, "
+            f"then for their .gz versions in {DEBIAN_DATASET_DIR}, then tried to download them "
+            f"({type(error).__name__}: {error}). Fix: `apt-get install dataset-fashion-mnist`, "
+            "or connect to the internet, or put the four files in that folder."
+        ) from error
+
+
+def load_fashion_mnist(root: str | Path | None = None, train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a Fashion-MNIST split as normalised image and label tensors.
+
+    Sources, in order: the uncompressed IDX files already in
+    ``root/FashionMNIST/raw/``; the Debian package's gzipped files in
+    ``/usr/share/datasets/fashion-mnist/`` (gunzipped into that folder);
+    a torchvision download.
+
+    Parameters
+    ----------
+    root : str, Path or None
+        Data folder; ``None`` uses :func:`default_data_root`.
+    train : bool
+        The 60,000 training images if True, else the 10,000 test images.
+
+    Returns
+    -------
+    images : torch.Tensor
+        float32, shape (N, 1, 28, 28), normalised with :func:`normalize_fashion_mnist`.
+    labels : torch.Tensor
+        int64, shape (N,), values 0..9 indexing :data:`FASHION_MNIST_CLASSES`.
+
+    Raises
+    ------
+    RuntimeError
+        If no source has the data; the message says what was looked for and how to fix it.
+
+    Examples
+    --------
+    >>> images, labels = load_fashion_mnist()  # doctest: +SKIP
+    >>> images.shape, labels.shape  # doctest: +SKIP
+    (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
+    """
+    from torchvision.datasets import FashionMNIST
+
+    if root is not None and not isinstance(root, (str, Path)):
+        raise TypeError(f"`root` must be a str, Path or None, got {type(root).__name__}.")
+    if not isinstance(train, bool):
+        raise TypeError(f"`train` must be a bool, got {type(train).__name__}.")
+    root = Path(root) if root is not None else default_data_root()
+    raw_dir = root / "FashionMNIST" / "raw"
+    if not _has_raw_files(raw_dir) and not _copy_debian_files(raw_dir):
+        _download(root, train, raw_dir)
+    dataset = FashionMNIST(str(root), train=train, download=False)
+    images = normalize_fashion_mnist(dataset.data.unsqueeze(1).float() / 255.0)
+    return images, dataset.targets.long()
+
+
+def load_fashion_mnist_cnn(weights_path: str | Path | None = None) -> FashionMNISTCNN:
+    """Return the trained :class:`FashionMNISTCNN` in eval mode.
+
+    Parameters
+    ----------
+    weights_path : str, Path or None
+        A safetensors file; ``None`` uses the shipped
+        ``data/fashion_mnist_cnn.safetensors``.
+
+    Returns
+    -------
+    FashionMNISTCNN
+        The model with its weights loaded, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights file does not exist.
+
+    Examples
+    --------
+    >>> model = load_fashion_mnist_cnn()
+    >>> model.training
+    False
+    """
+    if weights_path is not None and not isinstance(weights_path, (str, Path)):
+        raise TypeError(f"`weights_path` must be a str, Path or None, got {type(weights_path).__name__}.")
+    path = Path(weights_path) if weights_path is not None else DEFAULT_WEIGHTS_PATH
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST CNN weights not found at {path}. Create them with "
+            f"`python -m var_utils.train_fashion_mnist --out {path}`."
+        )
+    model = FashionMNISTCNN()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

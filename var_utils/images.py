@@ -1,0 +1,124 @@
+"""Images: the offline photos shipped inside installed wheels, user files, and the half-and-half image.
+
+All functions return RGB ``uint8`` arrays of shape (H, W, 3); a model's
+``preprocess`` turns them into normalised tensors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        image = getattr(data, name)()
+        return image[0] if name == "stereo_motorcycle" else image
+
+    return load
+
+
+def _matplotlib_sample(file_name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data(file_name) as handle:
+            return np.asarray(Image.open(handle).convert("RGB"))
+
+    return load
+
+
+def _sklearn_sample(file_name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(file_name)
+
+    return load
+
+
+PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "chelsea": _skimage("chelsea"),
+    "coffee": _skimage("coffee"),
+    "rocket": _skimage("rocket"),
+    "motorcycle": _skimage("stereo_motorcycle"),
+    "camera": _skimage("camera"),
+    "astronaut": _skimage("astronaut"),
+    "grace_hopper": _matplotlib_sample("grace_hopper.jpg"),
+    "china": _sklearn_sample("china.jpg"),
+    "flower": _sklearn_sample("flower.jpg"),
+}
+"""Offline photos by name (scikit-image, matplotlib and scikit-learn sample data; CC0 / public domain / CC-BY)."""
+
+
+def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Return ``image`` as an (H, W, 3) ``uint8`` array (grey images are repeated over three channels)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"`{name}` must be a numpy array, got {type(image).__name__}.")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"`{name}` must have shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}.")
+    if image.dtype != np.uint8:
+        raise TypeError(f"`{name}` must be uint8 (0..255), got dtype {image.dtype}.")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def unit_tensor(image: np.ndarray) -> torch.Tensor:
+    """An RGB ``uint8`` array (H, W, 3) as a float tensor (3, H, W) with values in [0, 1]."""
+    return torch.from_numpy(np.array(to_rgb(image), copy=True)).permute(2, 0, 1).float().div(255)
+
+
+def load_photo(name: str) -> np.ndarray:
+    """Load an offline photo by name (see ``PHOTOS``) as an RGB ``uint8`` array.
+
+    Examples
+    --------
+    >>> load_photo("chelsea").shape
+    (300, 451, 3)
+    """
+    if name not in PHOTOS:
+        raise ValueError(f"Unknown photo `name` {name!r}; expected one of {sorted(PHOTOS)}.")
+    return to_rgb(PHOTOS[name](), name)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Load an image file as an RGB ``uint8`` array; missing or unreadable files raise clearly."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`path` {str(path)!r} does not exist or is not a file.")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"`path` {str(path)!r} is not a readable image file ({error}).") from None
+
+
+def center_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Crop the largest centred square of ``image`` and resize it to ``size`` × ``size`` (bilinear)."""
+    image = to_rgb(image)
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = Image.fromarray(image[top : top + side, left : left + side])
+    return np.asarray(square.resize((size, size), Image.BILINEAR))
+
+
+def half_and_half(left: str | np.ndarray = "chelsea", right: str | np.ndarray = "coffee", size: int = 224) -> np.ndarray:
+    """An image whose left half comes from ``left`` and right half from ``right``.
+
+    Each image (a photo name or an array) is cropped to its centred square and
+    resized to ``size``; the result is (size, size, 3). With the defaults the
+    left half shows the cat of ``chelsea`` and the right half the cup of
+    ``coffee``: a clean test of class-specific maps.
+    """
+    if size < 2:
+        raise ValueError(f"`size` must be >= 2, got {size}.")
+    halves = [center_square(load_photo(p) if isinstance(p, str) else p, size) for p in (left, right)]
+    middle = size // 2
+    return np.concatenate([halves[0][:, :middle], halves[1][:, middle:]], axis=1)

@@ -1,0 +1,89 @@
+"""Base attribution methods, one per module, all computing the maps of K classes at once."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import AttributionMethod, attribution_mode
+from .gradcam import GradCAM, default_gradcam_layer
+from .gradient import InputXGradient, Saliency, SmoothGrad
+from .guided import GuidedBackprop, GuidedGradCAM
+from .integrated_gradients import IntegratedGradients
+from .repeated import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
+
+METHODS: dict[str, type[AttributionMethod]] = {
+    cls.name: cls
+    for cls in (
+        Saliency,
+        InputXGradient,
+        IntegratedGradients,
+        GuidedBackprop,
+        GradCAM,
+        GuidedGradCAM,
+        LRP,
+        DeepLift,
+        SmoothGrad,
+        Occlusion,
+    )
+}
+
+
+def get_method(method: str | AttributionMethod | Callable, **kwargs) -> AttributionMethod:
+    """Turn a method name, a Captum attribution object or a callable into an :class:`AttributionMethod`.
+
+    Parameters
+    ----------
+    method : str, AttributionMethod, Captum attribution or callable
+        A name from ``METHODS`` (settings from ``kwargs``), an
+        :class:`AttributionMethod` instance, an object with an ``attribute``
+        method (Captum; ``kwargs`` go to its ``attribute``), or a callable
+        ``(inputs, target) -> maps``.
+
+    Returns
+    -------
+    AttributionMethod
+
+    Examples
+    --------
+    >>> get_method("integrated_gradients", n_steps=16)
+    IntegratedGradients(n_steps=16, baseline=None, rule='gausslegendre', internal_batch_size=32)
+    """
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"Unknown `method` {method!r}; expected one of {sorted(METHODS)}.")
+        try:
+            return METHODS[method](**kwargs)
+        except TypeError as error:
+            raise TypeError(f"Bad settings for method {method!r}: {error}") from None
+    if kwargs and isinstance(method, AttributionMethod):
+        raise TypeError(f"Settings {sorted(kwargs)} cannot be applied to an AttributionMethod instance.")
+    if isinstance(method, AttributionMethod):
+        return method
+    if callable(getattr(method, "attribute", None)):
+        return CaptumMethod(method, **kwargs)
+    if callable(method):
+        return CallableMethod(method)
+    raise TypeError(
+        f"`method` must be a method name, an AttributionMethod, a Captum attribution object or a callable, "
+        f"got {type(method).__name__}."
+    )
+
+
+__all__ = [
+    "METHODS",
+    "AttributionMethod",
+    "CallableMethod",
+    "CaptumMethod",
+    "DeepLift",
+    "GradCAM",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "InputXGradient",
+    "IntegratedGradients",
+    "LRP",
+    "Occlusion",
+    "Saliency",
+    "SmoothGrad",
+    "attribution_mode",
+    "default_gradcam_layer",
+    "get_method",
+]

@@ -1,0 +1,98 @@
+"""Guided Backprop and Guided Grad-CAM, with the guided rule at every ReLU call site.
+
+Captum's ``GuidedBackprop`` rewrites ``nn.ReLU`` modules only, so on models with
+``nn.ReLU6``, functional ReLUs or one activation module reused at several call
+sites (EfficientNet-Lite) it silently returns the plain gradient. Here every
+call of a ReLU-family function is intercepted through a ``TorchFunctionMode``,
+whatever module or function made it, and the gradient flowing back into that
+call's output is clamped at zero. The activation's own backward then applies
+its 0/1 derivative, which together is the guided rule
+``grad_in = max(grad_out, 0) ⊙ 1[active]``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from .base import AttributionMethod, class_gradients, selected_logits
+from .gradcam import GradCAM
+
+RELU_FAMILY = frozenset(
+    {
+        F.relu,
+        F.relu_,
+        F.relu6,
+        F.hardtanh,
+        F.hardtanh_,
+        torch.relu,
+        torch.relu_,
+        torch.Tensor.relu,
+        torch.Tensor.relu_,
+    }
+)
+
+
+def _clamp_negative(gradient: torch.Tensor) -> torch.Tensor:
+    return gradient.clamp(min=0)
+
+
+class GuidedReluMode(TorchFunctionMode):
+    """While active, every ReLU-family call's output back-propagates only positive gradients.
+
+    ``gated_calls`` counts the calls that were guided, so callers can refuse
+    models without ReLUs instead of returning a plain gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gated_calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        if func in RELU_FAMILY and isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(_clamp_negative)
+            self.gated_calls += 1
+        return output
+
+
+def guided_gradients(model, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """(N, K, C, H, W) guided backprop maps: one guided forward, K backward passes.
+
+    Raises ``ValueError`` when the model makes no ReLU call (the guided rule
+    would have nothing to act on and the result would be a plain gradient).
+    """
+    inputs = inputs.detach().requires_grad_(True)
+    with GuidedReluMode() as mode:
+        selected = selected_logits(model, inputs, classes)
+    if mode.gated_calls == 0:
+        raise ValueError(
+            f"Guided backprop needs ReLU-family activations (ReLU, ReLU6, hardtanh); {type(model).__name__} "
+            "made no such call, so the result would be the plain gradient. Use another method."
+        )
+    return class_gradients(selected, inputs)
+
+
+class GuidedBackprop(AttributionMethod):
+    """Guided Backpropagation (Springenberg et al. 2015) of K classes at once."""
+
+    name = "guided_backprop"
+
+    def attribute(self, model, inputs, classes):
+        return guided_gradients(model, inputs, classes)
+
+
+class GuidedGradCAM(GradCAM):
+    """Guided Grad-CAM: guided backprop times the ReLU'd, upsampled Grad-CAM (Selvaraju et al. 2017).
+
+    Args:
+        layer: the Grad-CAM layer, as in :class:`GradCAM`.
+    """
+
+    name = "guided_gradcam"
+
+    def __init__(self, layer=None) -> None:
+        super().__init__(layer=layer, relu=True)
+
+    def attribute(self, model, inputs, classes):
+        return guided_gradients(model, inputs, classes) * super().attribute(model, inputs, classes)

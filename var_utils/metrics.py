@@ -1,0 +1,492 @@
+"""Localisation metrics for the grid pointing game.
+
+A grid image is split into ``rows × cols`` equal cells, numbered in row-major
+order: for a 2×2 grid 0 is top-left, 1 top-right, 2 bottom-left and 3
+bottom-right. Each attribution map is scored against its target cell.
+
+Conventions shared by every function here
+-----------------------------------------
+* **Channels are summed first.** A map of shape (C, H, W) is reduced to the
+  per-pixel sum over C before anything else; the positive part, the maximum
+  and the binarisation are taken of that sum. A pixel whose red channel says
+  +1 and whose green channel says -1 thus carries no evidence, which keeps the
+  completeness of IG / Input×Gradient per pixel and matches the B-cos grid
+  metric. ``quantus.Focus`` (0.6.0) instead clips every channel at 0 and then
+  sums, so on multi-channel maps with mixed signs per pixel the two differ;
+  they agree on one-channel maps and whenever the channels of a pixel share a
+  sign.
+* **No positive evidence scores 0.** A map without any positive value (e.g. an
+  all-zero VAR map) gets region attribution 0, pointing 0 and an empty
+  binarised map. ``quantus.PointingGame`` instead counts a constant map as a
+  hit, because every pixel is then a maximum.
+* Inputs may be ``torch.Tensor`` or ``numpy.ndarray`` of a floating dtype and
+  must be finite. Results of the batched functions stay on the input's device.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_choice, check_finite, check_positive, check_positive_int, check_tensor
+
+BINARIZATIONS = ("mean", "top", "max")
+Grid = tuple[int, int]
+
+
+# ---------------------------------------------------------------- argument checks
+def _as_float_tensor(value: object, name: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.as_tensor(np.ascontiguousarray(value))
+    tensor = check_tensor(value, name)
+    if not tensor.is_floating_point():
+        raise TypeError(f"`{name}` must hold floating-point values, got dtype {tensor.dtype}.")
+    # Sums over ~50k pixels lose too much precision in half precision.
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def _check_grid(grid: object) -> Grid:
+    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+        raise TypeError(f"`grid` must be a pair (rows, cols) of ints, got {grid!r}.")
+    rows, cols = (check_positive_int(size, "grid") for size in grid)
+    return rows, cols
+
+
+def _check_divides(height: int, width: int, grid: Grid) -> None:
+    if height % grid[0] or width % grid[1]:
+        raise ValueError(
+            f"`grid` = {grid} must divide the map size (H, W) = ({height}, {width}) into equal cells."
+        )
+
+
+def _check_cell(cell: object, num_cells: int) -> int:
+    if isinstance(cell, bool):
+        raise TypeError("`cell` must be an int, got bool.")
+    try:
+        index = operator.index(cell)
+    except TypeError:
+        raise TypeError(f"`cell` must be an int, got {type(cell).__name__}.") from None
+    if not 0 <= index < num_cells:
+        raise ValueError(f"`cell` must lie in 0..{num_cells - 1} for this grid, got {index}.")
+    return index
+
+
+def _check_cells(cells: object, count: int, num_cells: int, device: torch.device) -> torch.Tensor:
+    if isinstance(cells, (np.ndarray, list, tuple)):
+        cells = torch.as_tensor(np.asarray(cells))
+    cells = check_tensor(cells, "cells")
+    if cells.dtype == torch.bool or cells.is_floating_point() or cells.is_complex():
+        raise TypeError(f"`cells` must hold integer cell indices, got dtype {cells.dtype}.")
+    if cells.shape != (count,):
+        raise ValueError(f"`cells` must have shape (N,) = ({count},), got shape {tuple(cells.shape)}.")
+    if count and not (0 <= int(cells.min()) and int(cells.max()) < num_cells):
+        raise ValueError(
+            f"`cells` must lie in 0..{num_cells - 1} for this grid, got values "
+            f"{int(cells.min())}..{int(cells.max())}."
+        )
+    return cells.to(device=device, dtype=torch.long)
+
+
+def _check_fraction(value: float, name: str) -> float:
+    value = check_positive(value, name)
+    if value > 1:
+        raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
+    return value
+
+
+def _channel_sum(attribution: object, name: str, batched: bool) -> torch.Tensor:
+    """Channel-summed maps of shape (N, H, W) from (H, W), (C, H, W) or, when ``batched``, (N, C, H, W)."""
+    tensor = _as_float_tensor(attribution, name)
+    if batched and tensor.dim() == 4:
+        maps = tensor.sum(dim=1)
+    elif not batched and tensor.dim() in (2, 3):
+        maps = tensor.reshape(-1, *tensor.shape[-2:]).sum(dim=0, keepdim=True)
+    else:
+        expected = "(N, C, H, W)" if batched else "(H, W) or (C, H, W)"
+        raise ValueError(f"`{name}` must have shape {expected}, got shape {tuple(tensor.shape)}.")
+    # A finite total proves every value finite and costs one reduction instead of
+    # an element-wise pass over all channels; the exact checks run only if it fails.
+    if not torch.isfinite(maps.sum()):
+        check_finite(tensor, name)
+        if not torch.isfinite(maps).all():
+            raise ValueError(f"`{name}` overflows {maps.dtype} when its channels are summed.")
+    return maps
+
+
+def _single_or_batch(attribution: object) -> tuple[torch.Tensor, bool]:
+    """Channel-summed (N, H, W) maps; a 4-D input is a batch, lower ranks a single map."""
+    is_batch = isinstance(attribution, (torch.Tensor, np.ndarray)) and attribution.ndim == 4
+    return _channel_sum(attribution, "attribution", batched=is_batch), is_batch
+
+
+# ---------------------------------------------------------------- batched kernels
+def _cell_sums(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Sum of (N, H, W) ``values`` over each cell, shape (N, rows·cols), row-major."""
+    rows, cols = grid
+    count, height, width = values.shape
+    _check_divides(height, width, grid)
+    blocks = values.reshape(count, rows, height // rows, cols, width // cols)
+    return blocks.sum(dim=(2, 4)).transpose(1, 2).reshape(count, rows * cols)
+
+
+def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator`` with 0 where the denominator is 0."""
+    return torch.where(denominator > 0, numerator / denominator, 0.0)
+
+
+def _positive_shares(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
+    sums = _cell_sums(maps.clamp(min=0), grid)
+    return _safe_ratio(sums, sums.sum(dim=1, keepdim=True))
+
+
+def _pointing(maps: torch.Tensor, cells: torch.Tensor, grid: Grid) -> torch.Tensor:
+    peak = maps.amax(dim=(1, 2), keepdim=True)
+    # Ties are split evenly: the score is the share of maximal pixels inside the
+    # cell, i.e. the expected hit rate of a random tie-break. A plateau across a
+    # cell border (bilinear Grad-CAM upsampling produces these) thus counts half.
+    peak_counts = _cell_sums((maps == peak).to(maps.dtype), grid)
+    score = peak_counts.gather(1, cells[:, None]).squeeze(1) / peak_counts.sum(dim=1)
+    return torch.where(peak.flatten() > 0, score, 0.0)
+
+
+def _binarize(maps: torch.Tensor, method: str, top_fraction: float, max_fraction: float) -> torch.Tensor:
+    top_fraction = _check_fraction(top_fraction, "top_fraction")
+    max_fraction = _check_fraction(max_fraction, "max_fraction")
+    flat = maps.flatten(1)
+    peak = flat.amax(dim=1)
+    positive = flat > 0
+    if method == "mean":
+        positive_mean = flat.clamp(min=0).sum(dim=1) / positive.sum(dim=1).clamp(min=1)
+        # Rounding can push the mean of equal values above their maximum; the
+        # cap keeps the maximum pixel in the map.
+        threshold = torch.minimum(positive_mean, peak)
+    elif method == "top":
+        keep = max(1, round(top_fraction * flat.shape[1]))
+        threshold = flat.topk(keep, dim=1).values[:, -1]
+    else:
+        threshold = max_fraction * peak
+    return (positive & (flat >= threshold[:, None])).reshape(maps.shape)
+
+
+def _overlap_scores(binary: torch.Tensor, cells: torch.Tensor, grid: Grid, dtype: torch.dtype) -> dict:
+    hits = _cell_sums(binary.to(dtype), grid)
+    true_positive = hits.gather(1, cells[:, None]).squeeze(1)
+    predicted = hits.sum(dim=1)
+    cell_area = binary.shape[1] * binary.shape[2] / (grid[0] * grid[1])
+    # The cell is never empty, so only precision can be 0/0 (empty binarised map): define it as 0.
+    return {
+        "precision": _safe_ratio(true_positive, predicted),
+        "recall": true_positive / cell_area,
+        "f1": 2 * true_positive / (predicted + cell_area),
+        "iou": true_positive / (predicted + cell_area - true_positive),
+    }
+
+
+def _scores(
+    maps: torch.Tensor, cells: torch.Tensor, grid: Grid, binarization: str, top_fraction: float, max_fraction: float
+) -> dict[str, torch.Tensor]:
+    check_choice(binarization, "binarization", BINARIZATIONS)
+    binary = _binarize(maps, binarization, top_fraction, max_fraction)
+    scores = _overlap_scores(binary, cells, grid, maps.dtype)
+    scores["region_attribution"] = _positive_shares(maps, grid).gather(1, cells[:, None]).squeeze(1)
+    scores["pointing"] = _pointing(maps, cells, grid)
+    return scores
+
+
+# ---------------------------------------------------------------- public API
+def cell_mask(shape_hw: tuple[int, int], cell: int, grid: Grid = (2, 2)) -> torch.Tensor:
+    """Boolean mask of one grid cell.
+
+    Parameters
+    ----------
+    shape_hw : tuple of int
+        Map size ``(H, W)``.
+    cell : int
+        Cell index in row-major order (2×2: 0 top-left, 1 top-right,
+        2 bottom-left, 3 bottom-right).
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+
+    Returns
+    -------
+    torch.Tensor
+        Bool tensor of shape (H, W), True inside the cell.
+
+    Examples
+    --------
+    >>> cell_mask((4, 4), 1).int()
+    tensor([[0, 0, 1, 1],
+            [0, 0, 1, 1],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0]], dtype=torch.int32)
+    """
+    if not isinstance(shape_hw, (tuple, list)) or len(shape_hw) != 2:
+        raise TypeError(f"`shape_hw` must be a pair (H, W) of ints, got {shape_hw!r}.")
+    height, width = (check_positive_int(size, "shape_hw") for size in shape_hw)
+    grid = _check_grid(grid)
+    _check_divides(height, width, grid)
+    row, col = divmod(_check_cell(cell, grid[0] * grid[1]), grid[1])
+    cell_h, cell_w = height // grid[0], width // grid[1]
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[row * cell_h : (row + 1) * cell_h, col * cell_w : (col + 1) * cell_w] = True
+    return mask
+
+
+def region_attribution(attribution: torch.Tensor | np.ndarray, cell: int, grid: Grid = (2, 2)) -> float:
+    """Share of the positive attribution that lies in the target cell.
+
+    ``RA = Σ_cell max(a, 0) / Σ_all max(a, 0)`` with ``a`` the channel-summed
+    map (channels are summed before the positive part is taken; see the module
+    notes for how this differs from ``quantus.Focus`` on multi-channel maps).
+
+    Parameters
+    ----------
+    attribution : torch.Tensor or numpy.ndarray
+        Map of shape (H, W) or (C, H, W).
+    cell : int
+        Target cell, row-major.
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0.0 for a map without positive values.
+
+    Examples
+    --------
+    >>> region_attribution(torch.tensor([[3.0, 1.0], [-2.0, 0.0]]), cell=0)
+    0.75
+    """
+    grid = _check_grid(grid)
+    maps = _channel_sum(attribution, "attribution", batched=False)
+    cell = _check_cell(cell, grid[0] * grid[1])
+    return float(_positive_shares(maps, grid)[0, cell])
+
+
+def pointing_accuracy(attribution: torch.Tensor | np.ndarray, cell: int, grid: Grid = (2, 2)) -> float:
+    """Whether the maximum of the channel-summed map lies in the target cell.
+
+    Ties are split: the score is the fraction of the maximal pixels that lie
+    in the cell (1.0 or 0.0 for a unique maximum). A map whose maximum is not
+    positive points at nothing and scores 0.0 (``quantus.PointingGame`` would
+    count an all-zero map as a hit).
+
+    Parameters
+    ----------
+    attribution : torch.Tensor or numpy.ndarray
+        Map of shape (H, W) or (C, H, W).
+    cell : int
+        Target cell, row-major.
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Examples
+    --------
+    >>> pointing_accuracy(torch.tensor([[0.0, 5.0], [5.0, 1.0]]), cell=1)
+    0.5
+    """
+    grid = _check_grid(grid)
+    maps = _channel_sum(attribution, "attribution", batched=False)
+    cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
+    return float(_pointing(maps, cells, grid)[0])
+
+
+def binarize(
+    attribution: torch.Tensor | np.ndarray,
+    method: str = "mean",
+    *,
+    top_fraction: float = 0.25,
+    max_fraction: float = 0.5,
+) -> torch.Tensor:
+    """Binarise a map: its channel sum's positive pixels that pass a threshold.
+
+    The paper does not publish its binarisation. Every method here keeps only
+    pixels with a positive channel sum and is invariant to positive rescaling
+    of the map, so maps of different attribution methods are comparable:
+
+    * ``"mean"`` (default): pixels at or above the mean of the positive values.
+      Parameter-free, does not presuppose the size of the object (unlike
+      ``"top"``, which fixes the number of pixels and ties precision to
+      recall), and is not set by a single extreme pixel (unlike ``"max"``;
+      gradient maps are heavy-tailed). It also does not depend on how many
+      pixels are exactly zero, which VAR changes.
+    * ``"top"``: the ``top_fraction`` share of all pixels with the largest
+      values (pixels tied with the last one are kept too).
+    * ``"max"``: pixels at or above ``max_fraction`` times the maximum.
+
+    Parameters
+    ----------
+    attribution : torch.Tensor or numpy.ndarray
+        Map (H, W) or (C, H, W), or a batch (N, C, H, W).
+    method : {"mean", "top", "max"}, default "mean"
+        Threshold rule, see above.
+    top_fraction : float, default 0.25
+        Share of pixels kept by ``"top"``, in (0, 1]; 0.25 is one cell of a
+        2×2 grid (use 1/9 for 3×3).
+    max_fraction : float, default 0.5
+        Threshold of ``"max"`` relative to the maximum, in (0, 1].
+
+    Returns
+    -------
+    torch.Tensor
+        Bool tensor (H, W), or (N, H, W) for a batch. Empty when the map has
+        no positive value.
+
+    Examples
+    --------
+    >>> binarize(torch.tensor([[4.0, 2.0], [1.0, -3.0]])).int()
+    tensor([[1, 0],
+            [0, 0]], dtype=torch.int32)
+    """
+    check_choice(method, "method", BINARIZATIONS)
+    maps, is_batch = _single_or_batch(attribution)
+    binary = _binarize(maps, method, top_fraction, max_fraction)
+    return binary if is_batch else binary[0]
+
+
+def grid_cell_shares(
+    attribution: torch.Tensor | np.ndarray, grid: Grid = (2, 2), smoothing_kernel: int | None = None
+) -> torch.Tensor:
+    """Each cell's share of the positive attribution (the B-cos grid localisation score).
+
+    Channel sum → optional average pooling (odd ``smoothing_kernel``, stride 1,
+    zero padding that keeps the size and counts towards the average, as
+    ``torch.nn.functional.avg_pool2d`` does by default) → clamp at 0 → each
+    cell's sum divided by the total. The B-cos score of a map is the entry of
+    its own cell. Cells are row-major here; the B-cos code fills its grid
+    column-major, so its index ``i`` is our ``(i % rows) * cols + i // rows``.
+    Without smoothing, entry ``cell`` equals :func:`region_attribution`.
+
+    Parameters
+    ----------
+    attribution : torch.Tensor or numpy.ndarray
+        Map (H, W) or (C, H, W), or a batch (N, C, H, W).
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+    smoothing_kernel : int or None, default None
+        Odd side length of the averaging window (B-cos uses 15); None skips it.
+
+    Returns
+    -------
+    torch.Tensor
+        Shares of shape (rows·cols,), or (N, rows·cols) for a batch; they sum
+        to 1, or are all 0 for a map without positive values.
+
+    Examples
+    --------
+    >>> grid_cell_shares(torch.tensor([[3.0, 1.0], [-2.0, 0.0]]))
+    tensor([0.7500, 0.2500, 0.0000, 0.0000])
+    """
+    grid = _check_grid(grid)
+    maps, is_batch = _single_or_batch(attribution)
+    if smoothing_kernel is not None:
+        kernel = check_positive_int(smoothing_kernel, "smoothing_kernel")
+        if kernel % 2 == 0:
+            raise ValueError(f"`smoothing_kernel` must be odd so the map keeps its size, got {kernel}.")
+        maps = F.avg_pool2d(maps[:, None], kernel, stride=1, padding=kernel // 2)[:, 0]
+    shares = _positive_shares(maps, grid)
+    return shares if is_batch else shares[0]
+
+
+def localisation_scores(
+    attribution: torch.Tensor | np.ndarray,
+    cell: int,
+    grid: Grid = (2, 2),
+    *,
+    binarization: str = "mean",
+    top_fraction: float = 0.25,
+    max_fraction: float = 0.5,
+) -> dict[str, float]:
+    """All localisation scores of one map against its target cell.
+
+    Precision, recall, F1 and IoU compare the binarised map (see
+    :func:`binarize`) with the cell mask. The cell is never empty, so recall,
+    F1 and IoU are always defined; precision of an empty binarised map (0/0)
+    is defined as 0.0, as ``sklearn.metrics.precision_score(zero_division=0)``.
+
+    Parameters
+    ----------
+    attribution : torch.Tensor or numpy.ndarray
+        Map of shape (H, W) or (C, H, W).
+    cell : int
+        Target cell, row-major.
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+    binarization : {"mean", "top", "max"}, default "mean"
+        Binarisation method of :func:`binarize`.
+    top_fraction, max_fraction : float
+        Parameters of :func:`binarize`.
+
+    Returns
+    -------
+    dict of str to float
+        ``precision``, ``recall``, ``f1``, ``iou``, ``region_attribution`` and
+        ``pointing`` (see :func:`region_attribution`, :func:`pointing_accuracy`).
+
+    Examples
+    --------
+    >>> scores = localisation_scores(torch.tensor([[4.0, 2.0], [1.0, -3.0]]), cell=0)
+    >>> scores["precision"], scores["iou"], scores["pointing"]
+    (1.0, 1.0, 1.0)
+    """
+    grid = _check_grid(grid)
+    maps = _channel_sum(attribution, "attribution", batched=False)
+    cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
+    scores = _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
+    return {name: float(value[0]) for name, value in scores.items()}
+
+
+def localisation_table(
+    attributions: torch.Tensor | np.ndarray,
+    cells: torch.Tensor | np.ndarray | Sequence[int],
+    grid: Grid = (2, 2),
+    *,
+    binarization: str = "mean",
+    top_fraction: float = 0.25,
+    max_fraction: float = 0.5,
+) -> dict[str, torch.Tensor]:
+    """Localisation scores of a batch of maps, vectorised over the batch.
+
+    Same definitions as :func:`localisation_scores`. Memory is a few copies of
+    the (N, H, W) channel sum, so very large N should be fed in chunks.
+
+    Parameters
+    ----------
+    attributions : torch.Tensor or numpy.ndarray
+        Maps of shape (N, C, H, W) (C may be 1).
+    cells : torch.Tensor, numpy.ndarray or sequence of int
+        Target cell of every map, shape (N,), row-major.
+    grid : tuple of int, default (2, 2)
+        ``(rows, cols)``; must divide ``H`` and ``W``.
+    binarization : {"mean", "top", "max"}, default "mean"
+        Binarisation method of :func:`binarize`.
+    top_fraction, max_fraction : float
+        Parameters of :func:`binarize`.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``precision``, ``recall``, ``f1``, ``iou``, ``region_attribution`` and
+        ``pointing``, each of shape (N,), on the device of ``attributions``.
+
+    Examples
+    --------
+    >>> maps = torch.zeros(2, 1, 4, 4)
+    >>> maps[0, 0, 0, 0] = 1.0   # top-left pixel
+    >>> maps[1, 0, 3, 3] = 1.0   # bottom-right pixel
+    >>> localisation_table(maps, [0, 1])["pointing"]
+    tensor([1., 0.])
+    """
+    grid = _check_grid(grid)
+    maps = _channel_sum(attributions, "attributions", batched=True)
+    cells = _check_cells(cells, maps.shape[0], grid[0] * grid[1], maps.device)
+    return _scores(maps, cells, grid, binarization, top_fraction, max_fraction)

@@ -1,0 +1,117 @@
+"""Display normalisation and figures: an image beside one map per class, rows of base vs VAR maps."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+def _positive_channel_mean(attribution: torch.Tensor) -> np.ndarray:
+    if not isinstance(attribution, torch.Tensor):
+        raise TypeError(f"`attribution` must be a torch.Tensor, got {type(attribution).__name__}.")
+    if attribution.dim() == 2:
+        attribution = attribution.unsqueeze(0)
+    if attribution.dim() != 3:
+        raise ValueError(f"`attribution` must have shape (C, H, W) or (H, W), got {tuple(attribution.shape)}.")
+    return attribution.detach().clamp(min=0).mean(dim=0).cpu().double().numpy()
+
+
+def display_scale(maps: Sequence[torch.Tensor] | torch.Tensor, percentile: float = 99.0) -> float:
+    """The value mapped to full colour: ``percentile`` of the positive channel-mean maps, taken jointly.
+
+    Sparse maps (VAR zeroes most pixels) can have a zero percentile; the
+    maximum is used then, and 1.0 for all-zero maps so they display as zero.
+    """
+    if not 0 < percentile <= 100:
+        raise ValueError(f"`percentile` must be in (0, 100], got {percentile}.")
+    values = np.concatenate([_positive_channel_mean(m).ravel() for m in maps])
+    scale = float(np.percentile(values, percentile))
+    if scale <= 0:
+        scale = float(values.max())
+    return scale if scale > 0 else 1.0
+
+
+def display_map(
+    attribution: torch.Tensor, *, percentile: float = 99.0, blur_sigma: float | None = None, scale: float | None = None
+) -> np.ndarray:
+    """Normalise a map for display as in the original project: (H, W) values in [0, 1].
+
+    Positive part, mean over channels, division by ``scale`` (default: the
+    map's own ``percentile``; pass :func:`display_scale` of several maps for a
+    common colour scale), clipping at 1, then an optional Gaussian blur.
+    """
+    image = _positive_channel_mean(attribution)
+    scale = display_scale([attribution], percentile) if scale is None else scale
+    if not scale > 0:
+        raise ValueError(f"`scale` must be > 0, got {scale}.")
+    image = np.clip(image / scale, 0.0, 1.0)
+    if blur_sigma:
+        from scipy.ndimage import gaussian_filter
+
+        image = gaussian_filter(image, sigma=blur_sigma)
+    return image
+
+
+def plot_class_maps(
+    image: np.ndarray,
+    rows: Mapping[str, torch.Tensor],
+    class_names: Sequence[str],
+    *,
+    common_scale: bool = False,
+    percentile: float = 99.0,
+    blur_sigma: float | None = None,
+    cmap: str = "jet",
+    overlay: bool = True,
+):
+    """A figure: the image, then one map per class for each row (e.g. "Grad-CAM" and "Grad-CAM + VAR").
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W, 3) image with values in [0, 1] (or uint8).
+    rows : mapping of str to torch.Tensor
+        Row title → (K, C', H, W) maps of the K classes.
+    class_names : sequence of str
+        Column titles, one per class.
+    common_scale : bool
+        One colour scale across the classes of a row (keeps their comparison
+        visible); otherwise every map is scaled on its own.
+    percentile, blur_sigma
+        See :func:`display_map`.
+    overlay : bool
+        Draw the maps semi-transparently over a grey version of the image.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    for title, maps in rows.items():
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(class_names):
+            raise ValueError(
+                f"`rows[{title!r}]` must be a (K, C, H, W) tensor with K = len(class_names) = {len(class_names)}, "
+                f"got {tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}."
+            )
+    image = np.asarray(image, dtype=np.float64) / (255.0 if np.asarray(image).dtype == np.uint8 else 1.0)
+    grey = image.mean(axis=2)
+    figure, axes = plt.subplots(
+        len(rows), len(class_names) + 1, figsize=(2.4 * (len(class_names) + 1), 2.4 * len(rows)), squeeze=False
+    )
+    for row, (title, maps) in enumerate(rows.items()):
+        scale = display_scale(maps, percentile) if common_scale else None
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_ylabel(title)
+        for column, (name, attribution) in enumerate(zip(class_names, maps), start=1):
+            shown = display_map(attribution, percentile=percentile, blur_sigma=blur_sigma, scale=scale)
+            if overlay:
+                axes[row, column].imshow(grey, cmap="gray")
+            axes[row, column].imshow(shown, cmap=cmap, vmin=0, vmax=1, alpha=0.6 if overlay else 1.0)
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure
