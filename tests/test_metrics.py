@@ -303,7 +303,11 @@ def numpy_grid_shares(attribution: np.ndarray, grid: tuple[int, int], kernel: in
     positive = np.clip(summed, 0, None)
     rows, cols = grid
     cell_h, cell_w = summed.shape[0] // rows, summed.shape[1] // cols
-    sums = [positive[r * cell_h : (r + 1) * cell_h, c * cell_w : (c + 1) * cell_w].sum() for r in range(rows) for c in range(cols)]
+    sums = [
+        positive[r * cell_h : (r + 1) * cell_h, c * cell_w : (c + 1) * cell_w].sum()
+        for r in range(rows)
+        for c in range(cols)
+    ]
     return np.asarray(sums) / positive.sum()
 
 
@@ -405,3 +409,9 @@ def test_bad_positional_input_raises(function, args, error, match):
 def test_bad_keyword_input_raises(function, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         function(*args, **kwargs)
+
+
+def test_empty_batch_gives_empty_scores():
+    table = localisation_table(torch.zeros(0, 3, 8, 8), [])
+    assert all(value.shape == (0,) for value in table.values())
+    assert grid_cell_shares(torch.zeros(0, 1, 8, 8)).shape == (0, 4)

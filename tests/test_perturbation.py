@@ -149,6 +149,16 @@ def test_ties_are_broken_in_row_major_order():
     torch.testing.assert_close(sequence[0, :, 0], expected)
 
 
+def test_many_ties_follow_a_stable_sort():
+    # Three attribution levels over 64x64 pixels: an unstable sort would shuffle the ties.
+    attributions = torch.randint(0, 3, (1, 1, 64, 64), generator=torch.Generator().manual_seed(4)).float()
+    order = np.argsort(-attributions.flatten().numpy(), kind="stable")
+    steps = [1, 700, 1500, 3000]
+    sequence = perturbation_images(torch.ones(1, 1, 64, 64), attributions, step=1, steps=steps)
+    for image, count in zip(sequence[0], steps):
+        assert set(np.flatnonzero(image.flatten().numpy() == 0)) == set(order[:count])
+
+
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
 @pytest.mark.parametrize("step", [3, 10])
 def test_auc_is_the_trapezoid_of_the_curve(cnn, batch, mode, step):

@@ -251,7 +251,9 @@ def test_ssim_of_identical_maps_is_one(a, b, expected):
     assert ssim(a, b) == expected
 
 
-@pytest.mark.parametrize("a, b", [(np.zeros((4, 4)), np.zeros((4, 5))), (np.zeros(9), np.zeros(9)), (np.zeros((2, 5)), np.zeros((2, 5)))])
+@pytest.mark.parametrize(
+    "a, b", [(np.zeros((4, 4)), np.zeros((4, 5))), (np.zeros(9), np.zeros(9)), (np.zeros((2, 5)), np.zeros((2, 5)))]
+)
 def test_ssim_rejects_bad_shapes(a, b):
     with pytest.raises(ValueError, match="`a`"):
         ssim(a, b)

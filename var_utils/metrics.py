@@ -76,7 +76,8 @@ def _check_cell(cell: object, num_cells: int) -> int:
 
 def _check_cells(cells: object, count: int, num_cells: int, device: torch.device) -> torch.Tensor:
     if isinstance(cells, (np.ndarray, list, tuple)):
-        cells = torch.as_tensor(np.asarray(cells))
+        # An empty list would otherwise become a float array.
+        cells = torch.as_tensor(np.asarray(cells) if len(cells) else np.zeros(0, dtype=np.int64))
     cells = check_tensor(cells, "cells")
     if cells.dtype == torch.bool or cells.is_floating_point() or cells.is_complex():
         raise TypeError(f"`cells` must hold integer cell indices, got dtype {cells.dtype}.")
@@ -129,7 +130,7 @@ def _cell_sums(values: torch.Tensor, grid: Grid) -> torch.Tensor:
     count, height, width = values.shape
     _check_divides(height, width, grid)
     blocks = values.reshape(count, rows, height // rows, cols, width // cols)
-    return blocks.sum(dim=(2, 4)).transpose(1, 2).reshape(count, rows * cols)
+    return blocks.sum(dim=(2, 4)).reshape(count, rows * cols)
 
 
 def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -145,8 +146,8 @@ def _positive_shares(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
 def _pointing(maps: torch.Tensor, cells: torch.Tensor, grid: Grid) -> torch.Tensor:
     peak = maps.amax(dim=(1, 2), keepdim=True)
     # Ties are split evenly: the score is the share of maximal pixels inside the
-    # cell, i.e. the expected hit rate of a random tie-break. A plateau across a
-    # cell border (bilinear Grad-CAM upsampling produces these) thus counts half.
+    # cell, i.e. the expected hit rate of a random tie-break, so a plateau that
+    # spans several cells is not a sure hit for each of them.
     peak_counts = _cell_sums((maps == peak).to(maps.dtype), grid)
     score = peak_counts.gather(1, cells[:, None]).squeeze(1) / peak_counts.sum(dim=1)
     return torch.where(peak.flatten() > 0, score, 0.0)

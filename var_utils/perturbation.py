@@ -164,7 +164,7 @@ class _PerturbationPath:
     def images(self, samples: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """Images of ``samples[i]`` after ``steps[i]`` steps, shape (len(samples), C, H, W)."""
         changed_count = (steps * self.step).clamp(max=self.ranks.shape[1])
-        changed = self.ranks[samples] <= changed_count[:, None]
+        changed = self.ranks[samples] < changed_count[:, None]
         changed = changed.view(len(samples), 1, *self.start.shape[2:])
         return torch.where(changed, self.end[samples], self.start[samples])
 

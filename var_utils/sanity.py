@@ -345,7 +345,9 @@ def randomization_similarity(
     inputs = check_images(inputs)
     targets = check_targets(targets, inputs.shape[0])
     if not callable(explain):
-        raise TypeError(f"`explain` must be a callable (model, inputs, targets) -> attributions, got {type(explain).__name__}.")
+        raise TypeError(
+            f"`explain` must be a callable (model, inputs, targets) -> attributions, got {type(explain).__name__}."
+        )
     original = _explained_maps(explain, model, inputs, targets)
     randomized_models = cascading_randomization(model, layer_names, seed=seed, example_input=inputs[:1])
     rows = []

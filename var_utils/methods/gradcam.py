@@ -83,10 +83,17 @@ def layer_activations_and_logits(
     return captured[0], selected
 
 
-def gradcam_maps(activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Signed Grad-CAM from (N, C, h, w) activations and (N, K, C, h, w) gradients → (N, K, 1, H, W)."""
+def gradcam_maps(
+    activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int], relu: bool = False
+) -> torch.Tensor:
+    """Grad-CAM from (N, C, h, w) activations and (N, K, C, h, w) gradients → (N, K, 1, H, W).
+
+    ``relu`` clamps the layer-resolution map before upsampling, as the paper and Captum do.
+    """
     channel_weights = gradients.mean(dim=(3, 4), keepdim=True)
     cams = (channel_weights * activations.unsqueeze(1)).sum(dim=2, keepdim=True)
+    if relu:
+        cams = cams.clamp(min=0)
     return F.interpolate(cams.flatten(0, 1), size=size, mode="bilinear").unflatten(0, cams.shape[:2])
 
 
@@ -114,5 +121,4 @@ class GradCAM(AttributionMethod):
     def attribute(self, model, inputs, classes):
         layer = resolve_layer(model, self.layer)
         activations, selected = layer_activations_and_logits(model, layer, inputs, classes)
-        maps = gradcam_maps(activations, class_gradients(selected, activations), tuple(inputs.shape[2:]))
-        return maps.clamp(min=0) if self.relu else maps
+        return gradcam_maps(activations, class_gradients(selected, activations), tuple(inputs.shape[2:]), self.relu)

@@ -96,8 +96,9 @@ class LRP(RepeatedInputMethod):
 
         composite = self.composite if self.composite is not None else default_lrp_composite(model)
         inputs = inputs.detach().requires_grad_(True)
+        # The target's logit is the output relevance (Bach et al. 2015), so each class's map sums to its logit.
         with Gradient(model=model, composite=composite) as attributor:
-            _, relevance = attributor(inputs, lambda output: F.one_hot(targets, output.shape[1]).to(output.dtype))
+            _, relevance = attributor(inputs, lambda output: F.one_hot(targets, output.shape[1]).to(output.dtype) * output)
         return relevance
 
 
