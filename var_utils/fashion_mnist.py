@@ -15,7 +15,7 @@ import contextlib
 import gzip
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -141,9 +141,10 @@ def default_data_root() -> Path:
 def atomic_output_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` only once the block succeeds.
 
-    The temporary file sits in the same folder (so ``os.replace`` is atomic);
-    if the block raises, it is deleted and ``path`` is left untouched, so an
-    interrupted write never leaves a half-written file under the final name.
+    The temporary file (not yet created) sits in the same folder, so
+    ``os.replace`` is atomic; if the block raises, it is deleted and ``path``
+    is left untouched, so an interrupted write never leaves a half-written
+    file under the final name.
 
     Parameters
     ----------
@@ -166,9 +167,8 @@ def atomic_output_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    tmp_path = Path(tmp_name)
+    # A unique name that the writer creates itself, so the file gets the usual umask permissions.
+    tmp_path = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.part"
     try:
         yield tmp_path
         os.replace(tmp_path, path)
