@@ -1,8 +1,17 @@
-"""Command line: ``python -m var_utils demo`` (more subcommands: ``--help``)."""
+"""Command line: ``python -m var_utils demo`` and ``python -m var_utils gpg`` (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from .gpg import DEFAULT_MODELS, GPG_METRICS, GRID_SOURCES, evaluate_grid_pointing_game, grid_source, summarize
+from .grids import GRID_PROTOCOLS
+from .methods import METHODS
+from .metrics import BINARIZATIONS
+from .models import MODELS, load_model
+
+GPG_DEFAULT_METHODS = "gradcam,saliency,input_x_gradient,guided_backprop,integrated_gradients"
 
 
 def _demo(arguments: argparse.Namespace) -> None:
@@ -13,6 +22,84 @@ def _demo(arguments: argparse.Namespace) -> None:
     print(f"\nFigures and region_attribution.csv written to {arguments.out}/")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _method_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown}; expected a comma-separated list from {sorted(METHODS)}"
+        )
+    return names
+
+
+def _format_summary(summary) -> str:
+    shown = summary[["method", "mode", "n"]].copy()
+    for metric in GPG_METRICS:
+        pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_se"])
+        shown[metric] = [f"{mean:.3f} ± {error:.3f}" for mean, error in pairs]
+    return shown.to_string(index=False)
+
+
+def _gpg(arguments: argparse.Namespace) -> None:
+    if arguments.source == "imagenet" and arguments.root is None:
+        arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
+    grids = grid_source(
+        arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol, seed=arguments.seed, root=arguments.root
+    )
+    methods = {name: {"n_steps": arguments.n_steps} if name == "integrated_gradients" else {} for name in arguments.methods}
+    given = {"tau": arguments.tau, "temperature": arguments.temperature, "normalize": arguments.normalize}
+    # Unset options fall back to refine_all's defaults.
+    refine_settings = {key: value for key, value in given.items() if value is not None}
+    if arguments.signed:
+        refine_settings["use_abs"] = False
+    out = arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
+    table = evaluate_grid_pointing_game(
+        model,
+        grids,
+        methods,
+        refine_settings=refine_settings,
+        metric_settings={"binarization": arguments.binarization},
+        batch_size=arguments.batch_size,
+        out=out,
+        progress=not arguments.no_progress,
+    )
+    print(_format_summary(summarize(table)))
+    print(f"\n{len(table)} rows in {out}")
+
+
+def _add_gpg_parser(commands) -> None:
+    gpg = commands.add_parser(
+        "gpg",
+        help="grid pointing game: base vs VAR localisation on 2x2 grids",
+        description="Grid pointing game: base vs VAR localisation on 2x2 grids. Rerunning with the same --out resumes.",
+    )
+    gpg.add_argument("--source", choices=GRID_SOURCES, default="fashion_mnist", help="grid source (default: fashion_mnist)")
+    gpg.add_argument("--methods", type=_method_names, default=GPG_DEFAULT_METHODS, help=f"comma-separated (default: {GPG_DEFAULT_METHODS})")
+    gpg.add_argument("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
+    gpg.add_argument("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
+    gpg.add_argument("--seed", type=int, default=42, help="shuffle seed (default: 42)")
+    gpg.add_argument("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    gpg.add_argument("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
+    gpg.add_argument("--root", type=Path, default=None, help="dataset folder: required for imagenet, Fashion-MNIST data folder otherwise")
+    gpg.add_argument("--model", choices=MODELS, default=None, help="model (default: fashion_mnist_cnn for fashion_mnist, else efficientnet_lite0)")
+    gpg.add_argument("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    gpg.add_argument("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
+    gpg.add_argument("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
+    gpg.add_argument("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax (default: no scaling)")
+    gpg.add_argument("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
+    gpg.add_argument("--binarization", choices=BINARIZATIONS, default="mean", help="binarisation of precision/recall/F1/IoU (default: mean)")
+    gpg.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gpg.set_defaults(run=_gpg, error=gpg.error)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m var_utils`` and the ``var-utils`` script."""
     parser = argparse.ArgumentParser(prog="python -m var_utils", description="VAR: class-relevant saliency maps.")
@@ -20,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the offline demo (EfficientNet-Lite0, photos) and write figures")
     demo.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     demo.set_defaults(run=_demo)
+    _add_gpg_parser(commands)
     arguments = parser.parse_args(argv)
     arguments.run(arguments)
     return 0
