@@ -105,11 +105,6 @@ CAPTUM_TABLE = [
             x, target=t, sliding_window_shapes=(3, 3, 3), strides=(3, 2, 2), baselines=0.0
         ),
     ),
-    (
-        "occlusion",  # defaults on 10 × 10 images: window max(1, 10 // 14) = 1, stride 1
-        {"perturbations_per_eval": 7},
-        lambda m, x, t: ca.Occlusion(m).attribute(x, target=t, sliding_window_shapes=(3, 1, 1), strides=(3, 1, 1)),
-    ),
 ]
 CAPTUM_IDS = [f"{name}-{'-'.join(map(str, settings.values())) or 'default'}" for name, settings, _ in CAPTUM_TABLE]
 
@@ -134,6 +129,17 @@ def test_per_image_class_sets_match_captum(plain_cnn, small_images, method, sett
     assert maps.shape[:2] == PER_IMAGE_CLASSES.shape
     for k in range(PER_IMAGE_CLASSES.shape[1]):
         assert_rel_close(maps[:, k], reference(plain_cnn, small_images, PER_IMAGE_CLASSES[:, k].tolist()))
+
+
+def test_occlusion_defaults_match_captum(plain_cnn, small_images):
+    # Default window max(1, H // 14) = 1 and stride 1 on these 5 × 5 crops.
+    crops = small_images[:, :, :5, :5]
+    maps = attribute_classes(plain_cnn, crops, CLASSES, "occlusion", perturbations_per_eval=7)
+    for k, target in enumerate(CLASSES):
+        expected = ca.Occlusion(plain_cnn).attribute(
+            crops, target=target, sliding_window_shapes=(3, 1, 1), strides=(3, 1, 1), baselines=0.0
+        )
+        assert_rel_close(maps[:, k], expected)
 
 
 @pytest.mark.parametrize("internal_batch_size", [1, 3, 5, 7, 14, 32])
@@ -237,14 +243,27 @@ def test_integrated_gradients_of_linear_model_is_exact(rule, n_steps, baseline):
         torch.testing.assert_close(maps[:, k], (x - b) * weights[target], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("baseline", [None, 0.3])
-def test_integrated_gradients_completeness(plain_cnn, small_images, baseline):
-    maps = attribute_classes(plain_cnn, small_images, CLASSES, "integrated_gradients", n_steps=128, baseline=baseline)
-    reference = torch.full_like(small_images, 0.0 if baseline is None else baseline)
+def relu_mlp() -> nn.Sequential:
+    """A one-hidden-layer ReLU network with unit-variance weights: logit differences of order 10."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 12), nn.ReLU(), nn.Linear(12, 3)).eval()
     with torch.no_grad():
-        difference = plain_cnn(small_images)[:, CLASSES] - plain_cnn(reference)[:, CLASSES]
+        for parameter in model.parameters():
+            parameter.normal_()
+    return model
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_middle"])
+@pytest.mark.parametrize("baseline", [None, 0.3])
+def test_integrated_gradients_completeness(baseline, rule):
+    model = relu_mlp()
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    maps = attribute_classes(model, x, [0, 1, 2], "integrated_gradients", n_steps=128, baseline=baseline, rule=rule)
+    reference = torch.full_like(x, 0.0 if baseline is None else baseline)
+    with torch.no_grad():
+        difference = model(x) - model(reference)
     total = maps.sum(dim=(2, 3, 4))
-    assert difference.abs().min() > 1e-3
+    assert difference.abs().min() > 1.0
     assert torch.all((total - difference).abs() <= 0.01 * difference.abs())
 
 

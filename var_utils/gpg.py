@@ -548,6 +548,16 @@ def _complete_settings(function: Callable, given: Mapping | None, name: str, exc
     return {**defaults, **(given or {})}
 
 
+def _check_grids(grids: object) -> None:
+    if isinstance(grids, torch.utils.data.Dataset):
+        if len(grids) == 0:
+            raise ValueError("`grids` is empty: there is no grid to evaluate.")
+    elif isinstance(grids, (str, bytes)) or not isinstance(grids, Iterable):
+        raise TypeError(
+            f"`grids` must be a Dataset of GridSample or an iterable of (images, labels) batches, got {type(grids).__name__}."
+        )
+
+
 def _batches(
     grids: object, batch_size: int, pending: Callable[[int], bool], run_ids: list[int]
 ) -> tuple[Iterator[tuple[list[int], torch.Tensor, torch.Tensor]], int | None]:
@@ -558,8 +568,6 @@ def _batches(
     numbered in order. ``run_ids`` collects the ids of the run's grids.
     """
     if isinstance(grids, torch.utils.data.Dataset):
-        if len(grids) == 0:
-            raise ValueError("`grids` is empty: there is no grid to evaluate.")
         run_ids.extend(range(len(grids)))
         todo = [index for index in run_ids if pending(index)]
 
@@ -569,8 +577,6 @@ def _batches(
                 yield list(ids), images, labels
 
         return from_dataset(), len(todo)
-    if isinstance(grids, (str, bytes)) or not isinstance(grids, Iterable):
-        raise TypeError(f"`grids` must be a Dataset of GridSample or an iterable of (images, labels) batches, got {type(grids).__name__}.")
 
     def from_iterable():
         for batch in grids:
@@ -670,6 +676,7 @@ def evaluate_grid_pointing_game(
     refine_all(torch.zeros(2, 1), **refine_settings)
     localisation_table(torch.ones(1, 1, 1, 1), [0], (1, 1), **metric_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
+    _check_grids(grids)
     scorer = _Scorer(model, modes, refine_settings, metric_settings, tuple(grid or getattr(grids, "grid", (2, 2))))
     settings = {
         "modes": list(modes),

@@ -1,0 +1,279 @@
+"""Fashion-MNIST loader, shipped CNN and training helpers.
+
+References are independent of the code under test: the IDX files parsed by
+hand with numpy, torchvision's own class list, the dataset's known balance
+(1,000 test / 6,000 training images per class), closed-form normalisation.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torchvision.datasets import FashionMNIST
+
+import var_utils.fashion_mnist as fm
+import var_utils.train_fashion_mnist as train_fm
+from var_utils.fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FashionMNISTCNN,
+    atomic_output_path,
+    gunzip_atomic,
+    load_fashion_mnist,
+    load_fashion_mnist_cnn,
+    normalize_fashion_mnist,
+)
+
+RAW_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse a gzipped IDX file by its spec: big-endian magic (0x08 = ubyte, ndim), then the dims."""
+    raw = gzip.decompress(path.read_bytes())
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    assert (zero, dtype_code) == (0, 0x08)
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an uncompressed ubyte IDX file by hand."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def test_split() -> tuple[torch.Tensor, torch.Tensor]:
+    return load_fashion_mnist(train=False)
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> FashionMNISTCNN:
+    return load_fashion_mnist_cnn()
+
+
+# --- the shipped CNN ---------------------------------------------------------------------------
+
+
+def test_shipped_cnn_reaches_90_percent_on_the_full_test_set(shipped_model, test_split):
+    images, labels = test_split
+    with torch.no_grad():
+        predictions = torch.cat([shipped_model(batch).argmax(1) for batch in images.split(2000)])
+    assert len(predictions) == 10_000
+    assert (predictions == labels).float().mean().item() >= 0.90
+
+
+def test_shipped_weights_are_small_float32_and_load_in_eval_mode(shipped_model):
+    assert fm.DEFAULT_WEIGHTS_PATH.stat().st_size <= 2 * 1024**2
+    tensors = load_file(str(fm.DEFAULT_WEIGHTS_PATH))
+    assert all(tensor.dtype == torch.float32 for tensor in tensors.values())
+    assert sum(tensor.numel() for tensor in tensors.values()) * 4 <= 2 * 1024**2
+    assert not shipped_model.training
+
+
+@pytest.mark.parametrize(
+    "shape, feature_size",
+    [((1, 1, 28, 28), 7), ((4, 1, 28, 28), 7), ((2, 1, 56, 56), 14), ((1, 1, 84, 84), 21)],
+)
+def test_any_input_size_gives_10_logits_and_a_fine_gradcam_map(shape, feature_size):
+    model = FashionMNISTCNN().eval()
+    captured = []
+    model.gradcam_layer().register_forward_hook(lambda module, inputs, output: captured.append(output))
+    logits = model(torch.randn(shape))
+    assert logits.shape == (shape[0], 10)
+    assert captured[0].shape[-2:] == (feature_size, feature_size)
+
+
+def test_gradcam_layer_is_the_last_activation_before_pooling():
+    model = FashionMNISTCNN().eval()
+    order = []
+    for module in model.modules():
+        if not list(module.children()):
+            module.register_forward_hook(lambda module, inputs, output: order.append(module))
+    model(torch.randn(1, 1, 28, 28))
+    layer = model.gradcam_layer()
+    assert isinstance(layer, nn.ReLU)
+    assert layer is [module for module in order if isinstance(module, (nn.ReLU, nn.Conv2d))][-1]
+
+
+@pytest.mark.parametrize("size", [28, 56])
+def test_relus_are_separate_non_inplace_modules_each_called_once(size):
+    model = FashionMNISTCNN().eval()
+    relus = [module for module in model.modules() if isinstance(module, nn.ReLU)]
+    calls = {id(relu): 0 for relu in relus}
+    for relu in relus:
+        relu.register_forward_hook(lambda module, inputs, output: calls.__setitem__(id(module), calls[id(module)] + 1))
+    model(torch.randn(2, 1, size, size))
+    convs = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
+    assert len(relus) == len(convs)  # one activation per conv layer
+    assert all(not relu.inplace for relu in relus)
+    assert list(calls.values()) == [1] * len(relus)
+
+
+def test_missing_weights_raise_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere.safetensors"
+    with pytest.raises(FileNotFoundError, match="train_fashion_mnist") as error:
+        load_fashion_mnist_cnn(missing)
+    assert str(missing) in str(error.value)
+
+
+def test_weights_path_of_the_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="weights_path"):
+        load_fashion_mnist_cnn(3)
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("train, size", [(False, 10_000), (True, 60_000)])
+def test_loader_shapes_dtypes_and_balanced_labels(train, size):
+    images, labels = load_fashion_mnist(train=train)
+    assert images.shape == (size, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (size,) and labels.dtype == torch.int64
+    assert torch.bincount(labels, minlength=10).tolist() == [size // 10] * 10
+
+
+def test_debian_files_are_copied_and_normalised_like_the_raw_pixels(tmp_path, test_split):
+    images, labels = load_fashion_mnist(tmp_path, train=False)
+    raw_dir = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(path.name for path in raw_dir.iterdir()) == sorted(RAW_NAMES)
+    pixels = read_idx(fm.DEBIAN_DATASET_DIR / "t10k-images-idx3-ubyte.gz")
+    expected = (torch.from_numpy(pixels.astype(np.float32)) / 255.0 - 0.2860) / 0.3530
+    torch.testing.assert_close(images[:, 0], expected)
+    assert labels.tolist() == read_idx(fm.DEBIAN_DATASET_DIR / "t10k-labels-idx1-ubyte.gz").tolist()
+    torch.testing.assert_close(images, test_split[0])
+
+
+def test_files_already_in_root_win_over_other_sources(tmp_path, monkeypatch):
+    monkeypatch.setattr(fm, "DEBIAN_DATASET_DIR", tmp_path / "no_debian")
+    raw_dir = tmp_path / "FashionMNIST" / "raw"
+    raw_dir.mkdir(parents=True)
+    pixels = np.array([[[0, 255], [51, 102]], [[255, 255], [0, 0]], [[1, 2], [3, 4]]])
+    for split in ("train", "t10k"):
+        write_idx(raw_dir / f"{split}-images-idx3-ubyte", pixels)
+        write_idx(raw_dir / f"{split}-labels-idx1-ubyte", np.array([9, 0, 4]))
+    images, labels = load_fashion_mnist(tmp_path)
+    assert labels.tolist() == [9, 0, 4]
+    torch.testing.assert_close(images[0, 0], torch.tensor([[-0.2860, 0.7140], [-0.0860, 0.1140]]) / 0.3530)
+
+
+def test_default_root_follows_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAR_UTILS_DATA", str(tmp_path))
+    assert fm.default_data_root() == tmp_path
+    monkeypatch.delenv("VAR_UTILS_DATA")
+    assert fm.default_data_root() == Path.home() / ".cache" / "var_utils"
+
+
+def test_no_source_raises_an_error_saying_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(fm, "DEBIAN_DATASET_DIR", tmp_path / "no_debian")
+    monkeypatch.setattr(FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])  # refused at once, offline or not
+    with pytest.raises(RuntimeError, match="apt-get install dataset-fashion-mnist") as error:
+        load_fashion_mnist(tmp_path / "empty")
+    message = str(error.value)
+    assert str(tmp_path / "empty" / "FashionMNIST" / "raw") in message and "internet" in message
+
+
+def test_class_names_match_torchvision():
+    assert list(FASHION_MNIST_CLASSES) == FashionMNIST.classes
+
+
+@pytest.mark.parametrize(
+    "pixels, expected",
+    [(0.2860, 0.0), (1.0, (1.0 - 0.2860) / 0.3530), (0.0, -0.2860 / 0.3530)],
+)
+def test_normalize_closed_form(pixels, expected):
+    assert normalize_fashion_mnist(torch.tensor([pixels])).item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, error, fragment",
+    [
+        (lambda: normalize_fashion_mnist([0.5]), TypeError, "images"),
+        (lambda: normalize_fashion_mnist(torch.tensor([1])), TypeError, "floating-point"),
+        (lambda: load_fashion_mnist(root=5), TypeError, "root"),
+        (lambda: load_fashion_mnist(train="yes"), TypeError, "train"),
+    ],
+)
+def test_bad_arguments(call, error, fragment):
+    with pytest.raises(error, match=fragment):
+        call()
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+
+
+def test_gunzip_atomic_writes_the_decompressed_bytes(tmp_path):
+    source = tmp_path / "data.gz"
+    content = bytes(range(256)) * 100
+    source.write_bytes(gzip.compress(content))
+    gunzip_atomic(source, tmp_path / "out" / "data")
+    assert (tmp_path / "out" / "data").read_bytes() == content
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["data"]
+
+
+def test_interrupted_gunzip_leaves_no_partial_file(tmp_path):
+    source = tmp_path / "truncated.gz"
+    source.write_bytes(gzip.compress(bytes(range(256)) * 1000)[:500])
+    out_dir = tmp_path / "out"
+    with pytest.raises(EOFError):
+        gunzip_atomic(source, out_dir / "data")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"old"
+    assert [path.name for path in tmp_path.iterdir()] == ["weights.bin"]
+
+
+# --- training script -----------------------------------------------------------------------------
+
+
+def test_random_flip_mirrors_each_image_or_leaves_it():
+    images = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2 * 3, 1, 4, 5)
+    flipped = train_fm.random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = torch.stack([image[:, :, ::-1].copy() for image in images.numpy()])
+    same = (flipped == images).flatten(1).all(1)
+    mirror = (flipped.numpy() == mirrored).reshape(6, -1).all(1)
+    assert (same ^ torch.from_numpy(mirror)).all()
+    assert same.any() and mirror.any()
+
+
+def test_accuracy_counts_matching_argmax():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0], [1.0, 2.0], [0.0, -1.0]])
+    model = nn.Identity()
+    assert train_fm.accuracy(model, logits, torch.tensor([0, 1, 1, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
+
+
+@pytest.fixture
+def restore_determinism():
+    """The training script switches on deterministic algorithms globally; switch them back."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled)
+
+
+def test_training_script_saves_loadable_weights(tmp_path, monkeypatch, capsys, restore_determinism):
+    generator = torch.Generator().manual_seed(0)
+    tiny = (torch.randn(40, 1, 28, 28, generator=generator), torch.randint(0, 10, (40,), generator=generator))
+    monkeypatch.setattr(train_fm, "load_fashion_mnist", lambda root, train: tiny)
+    out = tmp_path / "cnn.safetensors"
+    train_fm.main(["--epochs", "2", "--batch-size", "16", "--out", str(out)])
+    assert capsys.readouterr().out.count("test accuracy") == 2
+    assert not load_fashion_mnist_cnn(out).training
+    assert [path.name for path in tmp_path.iterdir()] == ["cnn.safetensors"]
+
+
+def test_training_script_rejects_zero_epochs(tmp_path):
+    with pytest.raises(SystemExit):
+        train_fm.main(["--epochs", "0", "--out", str(tmp_path / "cnn.safetensors")])
