@@ -110,3 +110,12 @@ def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
     """Raise ``ValueError`` if ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+
+
+def check_grid(grid: object) -> tuple[int, int]:
+    """Return ``grid`` as ``(n_rows, n_cols)`` of positive ints."""
+    if not isinstance(grid, (tuple, list)):
+        raise TypeError(f"`grid` must be a pair (n_rows, n_cols) of ints, got {grid!r}.")
+    if len(grid) != 2:
+        raise ValueError(f"`grid` must be a pair (n_rows, n_cols), got {grid!r}.")
+    return check_positive_int(grid[0], "grid[0] (n_rows)"), check_positive_int(grid[1], "grid[1] (n_cols)")

@@ -43,7 +43,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 
-from ._checks import check_choice, check_positive_int, check_tensor
+from ._checks import check_choice, check_grid, check_positive_int, check_tensor
 
 GRID_PROTOCOLS = ("paper", "strict")
 IMAGENET_LAYOUTS = ("auto", "loc", "imagefolder")
@@ -67,13 +67,6 @@ PathLike = Union[str, Path]
 
 
 # --------------------------------------------------------------------------- composing
-
-
-def _check_grid(grid: object) -> tuple[int, int]:
-    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
-        raise ValueError(f"`grid` must be a pair (n_rows, n_cols), got {grid!r}.")
-    n_rows, n_cols = grid
-    return check_positive_int(n_rows, "grid[0] (n_rows)"), check_positive_int(n_cols, "grid[1] (n_cols)")
 
 
 def compose_grid(cells: torch.Tensor, grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
@@ -102,7 +95,7 @@ def compose_grid(cells: torch.Tensor, grid: tuple[int, int] = (2, 2)) -> torch.T
             [2., 3.]])
     """
     cells = check_tensor(cells, "cells")
-    n_rows, n_cols = _check_grid(grid)
+    n_rows, n_cols = check_grid(grid)
     if cells.dim() not in (4, 5):
         raise ValueError(
             "`cells` must have shape (n_rows*n_cols, C, h, w) or (N, n_rows*n_cols, C, h, w), "
@@ -248,7 +241,7 @@ def grid_indices(
     (2, True)
     """
     label_array = _as_labels(labels)
-    n_rows, n_cols = _check_grid(grid)
+    n_rows, n_cols = check_grid(grid)
     check_choice(protocol, "protocol", GRID_PROTOCOLS)
     seed = _check_seed(seed)
     if max_grids is not None:
@@ -371,7 +364,7 @@ class GridDataset(torch.utils.data.Dataset):
         groups: Sequence[Sequence[int]],
         grid: tuple[int, int] = (2, 2),
     ) -> None:
-        self.grid = _check_grid(grid)
+        self.grid = check_grid(grid)
         self.labels = _as_labels(labels)
         self.groups = [self._check_group(group, position) for position, group in enumerate(groups)]
         if not callable(cells) and not hasattr(cells, "__getitem__"):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_finite, check_positive, check_positive_int, check_tensor
+from ._checks import check_choice, check_finite, check_grid, check_positive, check_positive_int, check_tensor
 
 BINARIZATIONS = ("mean", "top", "max")
 Grid = tuple[int, int]
@@ -46,13 +46,6 @@ def _as_float_tensor(value: object, name: str) -> torch.Tensor:
         raise TypeError(f"`{name}` must hold floating-point values, got dtype {tensor.dtype}.")
     # Sums over ~50k pixels lose too much precision in half precision.
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
-
-
-def _check_grid(grid: object) -> Grid:
-    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
-        raise TypeError(f"`grid` must be a pair (rows, cols) of ints, got {grid!r}.")
-    rows, cols = (check_positive_int(size, "grid") for size in grid)
-    return rows, cols
 
 
 def _check_divides(height: int, width: int, grid: Grid) -> None:
@@ -227,7 +220,7 @@ def cell_mask(shape_hw: tuple[int, int], cell: int, grid: Grid = (2, 2)) -> torc
     if not isinstance(shape_hw, (tuple, list)) or len(shape_hw) != 2:
         raise TypeError(f"`shape_hw` must be a pair (H, W) of ints, got {shape_hw!r}.")
     height, width = (check_positive_int(size, "shape_hw") for size in shape_hw)
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     _check_divides(height, width, grid)
     row, col = divmod(_check_cell(cell, grid[0] * grid[1]), grid[1])
     cell_h, cell_w = height // grid[0], width // grid[1]
@@ -262,7 +255,7 @@ def region_attribution(attribution: torch.Tensor | np.ndarray, cell: int, grid: 
     >>> region_attribution(torch.tensor([[3.0, 1.0], [-2.0, 0.0]]), cell=0)
     0.75
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     maps = _channel_sum(attribution, "attribution", batched=False)
     cell = _check_cell(cell, grid[0] * grid[1])
     return float(_positive_shares(maps, grid)[0, cell])
@@ -295,7 +288,7 @@ def pointing_accuracy(attribution: torch.Tensor | np.ndarray, cell: int, grid: G
     >>> pointing_accuracy(torch.tensor([[0.0, 5.0], [5.0, 1.0]]), cell=1)
     0.5
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     maps = _channel_sum(attribution, "attribution", batched=False)
     cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
     return float(_pointing(maps, cells, grid)[0])
@@ -387,7 +380,7 @@ def grid_cell_shares(
     >>> grid_cell_shares(torch.tensor([[3.0, 1.0], [-2.0, 0.0]]))
     tensor([0.7500, 0.2500, 0.0000, 0.0000])
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     maps, is_batch = _single_or_batch(attribution)
     if smoothing_kernel is not None:
         kernel = check_positive_int(smoothing_kernel, "smoothing_kernel")
@@ -439,7 +432,7 @@ def localisation_scores(
     >>> scores["precision"], scores["iou"], scores["pointing"]
     (1.0, 1.0, 1.0)
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     maps = _channel_sum(attribution, "attribution", batched=False)
     cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
     scores = _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
@@ -487,7 +480,7 @@ def localisation_table(
     >>> localisation_table(maps, [0, 1])["pointing"]
     tensor([1., 0.])
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     maps = _channel_sum(attributions, "attributions", batched=True)
     cells = _check_cells(cells, maps.shape[0], grid[0] * grid[1], maps.device)
     return _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
