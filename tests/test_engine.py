@@ -364,8 +364,8 @@ class OneHiddenLayer(nn.Module):
 
     def forward(self, x):
         z = self.hidden(x.flatten(1))
-        h = {"module": lambda v: self.relu6(v), "function": torch.relu, "method": lambda v: v.relu()}[self.activation](z)
-        return self.out(h)
+        activations = {"module": self.relu6, "function": torch.relu, "method": torch.Tensor.relu}
+        return self.out(activations[self.activation](z))
 
 
 @pytest.mark.parametrize("activation", ["module", "function", "method"])
@@ -398,8 +398,12 @@ def test_callable_method_low_resolution_maps_are_upsampled_bilinearly(small_imag
     maps = attribute_classes(plain_cnn, small_images, CLASSES, lambda x, t: coarse.expand(len(x), 1, 2, 2))
     assert maps.shape == (2, 3, 1, 10, 10)
     # Bilinear, half-pixel centres: corners keep the coarse values, the centre is their mean.
-    assert maps[0, 0, 0, 0, 0] == 1.0 and maps[1, 2, 0, -1, -1] == 7.0
+    torch.testing.assert_close(maps[0, 0, 0, 0, 0], torch.tensor(1.0))
+    torch.testing.assert_close(maps[1, 2, 0, -1, -1], torch.tensor(7.0))
     torch.testing.assert_close(maps[0, 0, 0, 4:6, 4:6].mean(), torch.tensor(4.0))
+    # Output pixel i samples the coarse row at (i + 0.5) / 5 - 0.5, clamped to [0, 1]: 1 → 3 linearly.
+    top_row = torch.tensor([1.0, 1.0, 1.0, 1.4, 1.8, 2.2, 2.6, 3.0, 3.0, 3.0])
+    torch.testing.assert_close(maps[0, 1, 0, 0], top_row)
 
 
 # ---------------------------------------------------------------- model state and hooks
@@ -517,7 +521,8 @@ BAD_CALLS = [
     ("settings for an instance", dict(method=Saliency(), settings=dict(abs=False)), TypeError, "AttributionMethod"),
     ("spatial model output", dict(model=SpatialOutput()), ValueError, "`model`.*logits"),
     ("spatial model output, repeated", dict(model=SpatialOutput(), method="deeplift"), ValueError, "`model`"),
-    ("callable wrong shape", dict(method=lambda x, t: x[:, :, :1]), ValueError, "base method"),
+    ("callable wrong channels", dict(method=lambda x, t: x[:, :2]), ValueError, "base method"),
+    ("callable wrong rank", dict(method=lambda x, t: x[:, 0]), ValueError, "base method"),
     ("callable wrong count", dict(method=lambda x, t: x[:1]), ValueError, "base method"),
     ("callable not a tensor", dict(method=lambda x, t: x.numpy()), TypeError, "base method"),
     ("IG n_steps 0", dict(method="integrated_gradients", settings=dict(n_steps=0)), ValueError, "`n_steps`"),

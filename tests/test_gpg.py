@@ -172,7 +172,10 @@ def test_base_maps_are_computed_once_per_batch_and_method():
         # Mean of the positive values (1 on 16 pixels, 0.5 on 48) is 0.625: only the cell survives.
         ({}, {"precision": 1.0, "recall": 1.0, "f1": 1.0, "iou": 1.0, "pointing": 1.0}),
         # 0.4 * max keeps every pixel: 16 of 64 in the cell.
-        ({"binarization": "max", "max_fraction": 0.4}, {"precision": 0.25, "recall": 1.0, "f1": 0.4, "iou": 0.25, "pointing": 1.0}),
+        (
+            {"binarization": "max", "max_fraction": 0.4},
+            {"precision": 0.25, "recall": 1.0, "f1": 0.4, "iou": 0.25, "pointing": 1.0},
+        ),
     ],
 )
 def test_overlap_scores_of_four_distinct_colours(metric_settings, base_scores):
@@ -233,7 +236,8 @@ def _leftovers(folder: Path, out: Path) -> list[str]:
 
 def test_resume_skips_finished_grids_and_matches_one_shot(tmp_path, reference_table):
     out = tmp_path / "gpg.csv"
-    evaluate_grid_pointing_game(ColourModel(), colour_grids(SIX_GROUPS[:3]), METHODS, batch_size=2, out=out, progress=False)
+    first_half = colour_grids(SIX_GROUPS[:3])
+    evaluate_grid_pointing_game(ColourModel(), first_half, METHODS, batch_size=2, out=out, progress=False)
     assert len(read_gpg_table(out)) == 3 * 4 * len(METHODS) * 2
     model = ColourModel()
     table = evaluate_grid_pointing_game(model, colour_grids(SIX_GROUPS), METHODS, batch_size=2, out=out, progress=False)
@@ -462,7 +466,8 @@ def random_fashion_cnn(monkeypatch):
 
 def test_cli_fashion_mnist_writes_the_expected_rows(tmp_path, capsys, random_fashion_cnn):
     out = tmp_path / "results" / "gpg.csv"
-    argv = ["gpg", "--methods", "gradcam,saliency", "--grids", "8", "--batch-size", "4", "--out", str(out), "--no-progress"]
+    argv = ["gpg", "--methods", "gradcam,saliency", "--grids", "8", "--batch-size", "4", "--out", str(out)]
+    argv.append("--no-progress")
     assert main(argv) == 0
     table = read_gpg_table(out)
     assert len(table) == 8 * 4 * 2 * 2
@@ -529,7 +534,11 @@ def test_evaluate_rejects_bad_input(kwargs, error, match):
         (lambda: fashion_mnist_grids(protocol="strict"), ValueError, "needs `model`"),
         (lambda: grid_source("mnist", FashionMNISTCNN()), ValueError, "source"),
         (lambda: grid_source("imagenet", _attach_preprocessing(FashionMNISTCNN())), ValueError, "root"),
-        (lambda: imagenet_grids("/no/such/imagenet", _attach_preprocessing(FashionMNISTCNN())), FileNotFoundError, "not a directory"),
+        (
+            lambda: imagenet_grids("/no/such/imagenet", _attach_preprocessing(FashionMNISTCNN())),
+            FileNotFoundError,
+            "not a directory",
+        ),
         (lambda: imagenet_grids("/no/such/imagenet", FashionMNISTCNN()), TypeError, "preprocess"),
         (lambda: photo_grids(nn.Linear(2, 2)), TypeError, "preprocess"),
         (lambda: summarize(pd.DataFrame({"method": ["m"]})), ValueError, "lacks the column"),

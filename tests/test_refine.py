@@ -235,7 +235,7 @@ BAD_INPUTS = [
     (dict(maps=torch.ones(2, 3, dtype=torch.int64)), TypeError, "maps"),
     (dict(maps="not maps"), TypeError, "maps"),
     (dict(maps=[torch.rand(2), 1.0]), TypeError, "maps"),
-    (dict(tau=float("nan")), (TypeError, ValueError), "tau"),
+    (dict(tau=float("nan")), ValueError, "tau"),
     (dict(tau="0.01"), TypeError, "tau"),
     (dict(temperature=0.0), ValueError, "temperature"),
     (dict(temperature=-1.0), ValueError, "temperature"),

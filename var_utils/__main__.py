@@ -52,9 +52,16 @@ def _gpg(arguments: argparse.Namespace) -> None:
         arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
     model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
     grids = grid_source(
-        arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol, seed=arguments.seed, root=arguments.root
+        arguments.source,
+        model,
+        n_grids=arguments.grids,
+        protocol=arguments.protocol,
+        seed=arguments.seed,
+        root=arguments.root,
     )
-    methods = {name: {"n_steps": arguments.n_steps} if name == "integrated_gradients" else {} for name in arguments.methods}
+    methods = {name: {} for name in arguments.methods}
+    if "integrated_gradients" in methods:
+        methods["integrated_gradients"] = {"n_steps": arguments.n_steps}
     given = {"tau": arguments.tau, "temperature": arguments.temperature, "normalize": arguments.normalize}
     # Unset options fall back to refine_all's defaults.
     refine_settings = {key: value for key, value in given.items() if value is not None}
@@ -66,7 +73,7 @@ def _gpg(arguments: argparse.Namespace) -> None:
         grids,
         methods,
         refine_settings=refine_settings,
-        metric_settings={"binarization": arguments.binarization},
+        metric_settings={} if arguments.binarization is None else {"binarization": arguments.binarization},
         batch_size=arguments.batch_size,
         out=out,
         progress=not arguments.no_progress,
@@ -81,22 +88,23 @@ def _add_gpg_parser(commands) -> None:
         help="grid pointing game: base vs VAR localisation on 2x2 grids",
         description="Grid pointing game: base vs VAR localisation on 2x2 grids. Rerunning with the same --out resumes.",
     )
-    gpg.add_argument("--source", choices=GRID_SOURCES, default="fashion_mnist", help="grid source (default: fashion_mnist)")
-    gpg.add_argument("--methods", type=_method_names, default=GPG_DEFAULT_METHODS, help=f"comma-separated (default: {GPG_DEFAULT_METHODS})")
-    gpg.add_argument("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
-    gpg.add_argument("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
-    gpg.add_argument("--seed", type=int, default=42, help="shuffle seed (default: 42)")
-    gpg.add_argument("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
-    gpg.add_argument("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
-    gpg.add_argument("--root", type=Path, default=None, help="dataset folder: required for imagenet, Fashion-MNIST data folder otherwise")
-    gpg.add_argument("--model", choices=MODELS, default=None, help="model (default: fashion_mnist_cnn for fashion_mnist, else efficientnet_lite0)")
-    gpg.add_argument("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
-    gpg.add_argument("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
-    gpg.add_argument("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
-    gpg.add_argument("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax (default: no scaling)")
-    gpg.add_argument("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
-    gpg.add_argument("--binarization", choices=BINARIZATIONS, default="mean", help="binarisation of precision/recall/F1/IoU (default: mean)")
-    gpg.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add = gpg.add_argument
+    add("--source", choices=GRID_SOURCES, default="fashion_mnist", help="grid source (default: fashion_mnist)")
+    add("--methods", type=_method_names, default=GPG_DEFAULT_METHODS, help=f"comma-separated; {GPG_DEFAULT_METHODS}")
+    add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
+    add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
+    add("--seed", type=int, default=42, help="shuffle seed (default: 42)")
+    add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    add("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
+    add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
+    add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
+    add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    add("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
+    add("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
+    add("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax")
+    add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
+    add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: mean)")
+    add("--no-progress", action="store_true", help="hide the progress bar")
     gpg.set_defaults(run=_gpg, error=gpg.error)
 
 

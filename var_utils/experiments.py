@@ -20,6 +20,27 @@ from .refine import refine_all
 from .sanity import randomization_similarity
 
 
+def grid_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every cell of every grid as a target: (grid index per target, class sets with the target first).
+
+    ``labels`` is (G, n) with distinct labels per grid (the ``strict``
+    protocol). Target ``g * n + c`` is cell ``c`` of grid ``g``; its class set
+    is the grid's labels rolled so that label ``c`` comes first.
+
+    Examples
+    --------
+    >>> grid_targets(torch.tensor([[3, 1, 4, 0]]))[1]
+    tensor([[3, 1, 4, 0],
+            [1, 4, 0, 3],
+            [4, 0, 3, 1],
+            [0, 3, 1, 4]])
+    """
+    num_grids, num_cells = labels.shape
+    positions = (torch.arange(num_cells).view(-1, 1) + torch.arange(num_cells).view(1, -1)) % num_cells
+    class_sets = labels[:, positions].flatten(0, 1)
+    return torch.arange(num_grids).repeat_interleave(num_cells), class_sets
+
+
 def target_maps(
     model: nn.Module,
     inputs: torch.Tensor,

@@ -75,7 +75,11 @@ GPG_MODES = ("base", "var")
 GPG_METRICS = ("region_attribution", "precision", "recall", "f1", "iou", "pointing")
 GPG_COLUMNS = ("grid", "cell", "label", "n_classes", "method", "mode", *GPG_METRICS)
 GRID_SOURCES = ("fashion_mnist", "photos", "imagenet")
-DEFAULT_MODELS = {"fashion_mnist": "fashion_mnist_cnn", "photos": "efficientnet_lite0", "imagenet": "efficientnet_lite0"}
+DEFAULT_MODELS = {
+    "fashion_mnist": "fashion_mnist_cnn",
+    "photos": "efficientnet_lite0",
+    "imagenet": "efficientnet_lite0",
+}
 #: Every offline photo but ``astronaut``, which shows no clear ImageNet class.
 QUAD_PHOTOS = tuple(name for name in PHOTOS if name != "astronaut")
 
@@ -260,7 +264,9 @@ def imagenet_grids(
     files, labels = imagenet_val_files(root, layout, synset_mapping=synset_mapping)
     correct = None
     if protocol == "strict":
-        batches = (torch.cat([model.preprocess(load_image(path)) for path in chunk]) for chunk in _chunks(files, batch_size))
+        batches = (
+            torch.cat([model.preprocess(load_image(path)) for path in chunk]) for chunk in _chunks(files, batch_size)
+        )
         correct = (_top1(model, batches) == torch.tensor(labels)).numpy()
     groups = grid_indices(labels, grid=_SOURCE_GRID, protocol=protocol, seed=seed, correct=correct, max_grids=n_grids)
     cells = partial(_imagenet_cell, files, model.input_size // _SOURCE_GRID[0], model.preprocess.normalize)
@@ -373,41 +379,84 @@ def _cell_maps(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
     """The table's columns in order, with one dtype per column whatever the table came from."""
-    types = {**dict.fromkeys(_INTEGER_COLUMNS, "int64"), "method": str, "mode": str, **dict.fromkeys(GPG_METRICS, "float64")}
+    types = {
+        **dict.fromkeys(_INTEGER_COLUMNS, "int64"),
+        "method": str,
+        "mode": str,
+        **dict.fromkeys(GPG_METRICS, "float64"),
+    }
     return table[list(GPG_COLUMNS)].astype(types)
 
 
 @dataclass(frozen=True)
 class _Scorer:
     model: nn.Module
-    modes: tuple[str, ...]
-    refine_settings: dict
     metric_settings: dict
     grid: tuple[int, int]
 
-    def score(self, name: str, method: AttributionMethod, grid_ids: list[int], images, labels) -> pd.DataFrame:
-        """Rows of one method for a batch of grids: base maps once, VAR from them."""
+    def base_maps(
+        self, method: AttributionMethod, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Base maps (N, K, C', H, W) of each grid's distinct labels, with the ``positions`` and
+        ``n_classes`` of :func:`grid_class_sets`."""
         n_cells = self.grid[0] * self.grid[1]
         if labels.dim() != 2 or labels.shape[1] != n_cells:
-            raise ValueError(f"grid labels must have shape (N, {n_cells}) for grid {self.grid}, got {tuple(labels.shape)}.")
+            raise ValueError(
+                f"grid labels must have shape (N, {n_cells}) for grid {self.grid}, got {tuple(labels.shape)}."
+            )
         classes, positions, n_classes = grid_class_sets(labels)
         device = _model_device(self.model)
-        base = attribute_classes(self.model, images.to(device), classes.to(device), method)
+        return attribute_classes(self.model, images.to(device), classes.to(device), method), positions, n_classes
+
+    def rows(
+        self,
+        name: str,
+        mode: str,
+        grid_ids: list[int],
+        labels: torch.Tensor,
+        maps: torch.Tensor,
+        positions: torch.Tensor,
+        n_classes: torch.Tensor,
+    ) -> pd.DataFrame:
+        """Scores of one kind of maps (base or VAR, (N, K, C', H, W)) of a batch, one row per cell."""
+        n_cells = self.grid[0] * self.grid[1]
         cells = torch.arange(n_cells).repeat(len(grid_ids))
-        frames = []
-        for mode in self.modes:
-            maps = base if mode == "base" else _var_maps(base, n_classes, self.refine_settings)
-            scores = localisation_table(_cell_maps(maps, positions), cells, self.grid, **self.metric_settings)
-            columns = {
-                "grid": np.repeat(grid_ids, n_cells),
-                "cell": cells.numpy(),
-                "label": labels.flatten().numpy(),
-                "n_classes": np.repeat(n_classes.numpy(), n_cells),
-                "method": name,
-                "mode": mode,
-            }
-            columns.update({metric: scores[metric].double().cpu().numpy() for metric in GPG_METRICS})
-            frames.append(pd.DataFrame(columns))
+        scores = localisation_table(_cell_maps(maps, positions), cells, self.grid, **self.metric_settings)
+        columns = {
+            "grid": np.repeat(grid_ids, n_cells),
+            "cell": cells.numpy(),
+            "label": labels.flatten().numpy(),
+            "n_classes": np.repeat(n_classes.numpy(), n_cells),
+            "method": name,
+            "mode": mode,
+        }
+        columns.update({metric: scores[metric].double().cpu().numpy() for metric in GPG_METRICS})
+        return pd.DataFrame(columns)
+
+    def score(
+        self,
+        name: str,
+        method: AttributionMethod,
+        grid_ids: list[int],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        modes: Sequence[str],
+        refine_settings: Mapping,
+    ) -> pd.DataFrame:
+        """Rows of one method for a batch of grids: base maps once, VAR from them."""
+        base, positions, n_classes = self.base_maps(method, images, labels)
+        frames = [
+            self.rows(
+                name,
+                mode,
+                grid_ids,
+                labels,
+                base if mode == "base" else _var_maps(base, n_classes, refine_settings),
+                positions,
+                n_classes,
+            )
+            for mode in modes
+        ]
         return _typed(pd.concat(frames, ignore_index=True))
 
 
@@ -431,7 +480,10 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
     """
     table = pd.read_csv(path, float_precision="round_trip")
     if tuple(table.columns) != GPG_COLUMNS:
-        raise ValueError(f"{path} is not a grid pointing game table: expected columns {list(GPG_COLUMNS)}, got {list(table.columns)}.")
+        raise ValueError(
+            f"{path} is not a grid pointing game table: expected columns {list(GPG_COLUMNS)}, "
+            f"got {list(table.columns)}."
+        )
     return _typed(table)
 
 
@@ -450,7 +502,8 @@ def _claim_settings(path: Path, settings: dict) -> None:
                 "settings; delete the CSV or pass another `out`."
             )
         previous = json.loads(sidecar.read_text(encoding="utf-8"))
-        conflicts = [key for key in ("modes", "refine_settings", "metric_settings") if previous.get(key) != settings[key]]
+        shared = ("modes", "refine_settings", "metric_settings")
+        conflicts = [key for key in shared if previous.get(key) != settings[key]]
         previous_methods = previous.get("methods", {})
         conflicts += [
             f"methods[{name!r}]"
@@ -517,7 +570,8 @@ def _build_methods(methods: object) -> dict[str, AttributionMethod]:
     for name, settings in methods.items():
         if not isinstance(name, str) or (settings is not None and not isinstance(settings, Mapping)):
             raise TypeError(f"`methods` must map str names to dicts of settings, got {name!r}: {settings!r}.")
-        # A "method" entry lets one method run under several names, e.g. {"ig128": {"method": "integrated_gradients", "n_steps": 128}}.
+        # A "method" entry runs one method under several names,
+        # e.g. {"ig128": {"method": "integrated_gradients", "n_steps": 128}}.
         settings = dict(settings or {})
         built[name] = get_method(settings.pop("method", name), **settings)
     return built
@@ -548,13 +602,28 @@ def _complete_settings(function: Callable, given: Mapping | None, name: str, exc
     return {**defaults, **(given or {})}
 
 
+def _checked_refine_settings(given: Mapping | None, name: str) -> dict:
+    """``given`` completed with :func:`refine_all`'s defaults; bad keys or values raise before any attribution runs."""
+    settings = _complete_settings(refine_all, given, name, exclude=("class_dim",))
+    refine_all(torch.zeros(2, 1), **settings)
+    return settings
+
+
+def _checked_metric_settings(given: Mapping | None) -> dict:
+    """``given`` completed with :func:`localisation_table`'s defaults, checked on a dummy map."""
+    settings = _complete_settings(localisation_table, given, "metric_settings", exclude=())
+    localisation_table(torch.ones(1, 1, 1, 1), [0], (1, 1), **settings)
+    return settings
+
+
 def _check_grids(grids: object) -> None:
     if isinstance(grids, torch.utils.data.Dataset):
         if len(grids) == 0:
             raise ValueError("`grids` is empty: there is no grid to evaluate.")
     elif isinstance(grids, (str, bytes)) or not isinstance(grids, Iterable):
         raise TypeError(
-            f"`grids` must be a Dataset of GridSample or an iterable of (images, labels) batches, got {type(grids).__name__}."
+            "`grids` must be a Dataset of GridSample or an iterable of (images, labels) batches, "
+            f"got {type(grids).__name__}."
         )
 
 
@@ -581,7 +650,9 @@ def _batches(
     def from_iterable():
         for batch in grids:
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise TypeError("each batch of `grids` must be a tuple (images, labels, ...), as collate_grids returns.")
+                raise TypeError(
+                    "each batch of `grids` must be a tuple (images, labels, ...), as collate_grids returns."
+                )
             images, labels = batch[0], torch.as_tensor(batch[1])
             ids = list(range(len(run_ids), len(run_ids) + len(images)))
             run_ids.extend(ids)
@@ -670,14 +741,11 @@ def evaluate_grid_pointing_game(
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
     attribution_methods = _build_methods(methods)
     modes = _check_modes(modes)
-    refine_settings = _complete_settings(refine_all, refine_settings, "refine_settings", exclude=("class_dim",))
-    metric_settings = _complete_settings(localisation_table, metric_settings, "metric_settings", exclude=())
-    # Bad values fail here, before any attribution runs.
-    refine_all(torch.zeros(2, 1), **refine_settings)
-    localisation_table(torch.ones(1, 1, 1, 1), [0], (1, 1), **metric_settings)
+    refine_settings = _checked_refine_settings(refine_settings, "refine_settings")
+    metric_settings = _checked_metric_settings(metric_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
     _check_grids(grids)
-    scorer = _Scorer(model, modes, refine_settings, metric_settings, tuple(grid or getattr(grids, "grid", (2, 2))))
+    scorer = _Scorer(model, metric_settings, tuple(grid or getattr(grids, "grid", (2, 2))))
     settings = {
         "modes": list(modes),
         "refine_settings": refine_settings,
@@ -695,7 +763,8 @@ def evaluate_grid_pointing_game(
             for name, method in attribution_methods.items():
                 todo = [position for position, index in enumerate(ids) if (index, name) not in done]
                 if todo:
-                    rows = scorer.score(name, method, [ids[p] for p in todo], images[todo], labels[todo])
+                    grid_ids = [ids[p] for p in todo]
+                    rows = scorer.score(name, method, grid_ids, images[todo], labels[todo], modes, refine_settings)
                     results.add(rows)
             bar.update(len(ids))
     table = results.table()
@@ -742,3 +811,182 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         summary[f"{metric}_mean"] = means[metric]
         summary[f"{metric}_se"] = errors[metric]
     return summary.reset_index()
+
+
+# --------------------------------------------------------------------------- sensitivity to the refine settings
+
+#: Columns that name and describe a refine setting in a :func:`refine_sensitivity` table.
+SENSITIVITY_SETTING_COLUMNS = ("setting", "tau", "temperature", "use_abs", "normalize")
+SENSITIVITY_COLUMNS = (*SENSITIVITY_SETTING_COLUMNS, *GPG_COLUMNS)
+
+
+def _setting_label(setting: Mapping) -> str:
+    """Short unique name of a completed refine setting, e.g. ``"tau=0.01, t=0.1, abs, normalize=none"``."""
+    sign = "abs" if setting["use_abs"] else "signed"
+    return (
+        f"tau={float(setting['tau'])!r}, t={float(setting['temperature'])!r}, {sign}, "
+        f"normalize={setting['normalize'] or 'none'}"
+    )
+
+
+def _checked_setting_list(settings: object) -> list[dict]:
+    """Every setting completed with :func:`refine_all`'s defaults and checked; no setting twice."""
+    if isinstance(settings, (str, bytes, Mapping)) or not isinstance(settings, Sequence):
+        raise TypeError(
+            "`settings` must be a list of dicts of refine settings, e.g. [{'tau': 0.0}, {'normalize': 'joint'}]; "
+            f"got {type(settings).__name__}."
+        )
+    if not settings:
+        raise ValueError("`settings` is empty: give at least one dict of refine settings.")
+    completed = [_checked_refine_settings(given, f"settings[{position}]") for position, given in enumerate(settings)]
+    for position, setting in enumerate(completed):
+        if setting in completed[:position]:
+            raise ValueError(
+                f"`settings[{position}]` repeats `settings[{completed.index(setting)}]` ({_setting_label(setting)})."
+            )
+    return completed
+
+
+def _with_setting(rows: pd.DataFrame, label: str, setting: Mapping | None) -> pd.DataFrame:
+    """``rows`` (GPG columns) with the setting columns in front; ``setting`` None marks base rows."""
+    values = {key: None if setting is None else setting[key] for key in SENSITIVITY_SETTING_COLUMNS[1:]}
+    front = pd.DataFrame({"setting": label, **values}, index=rows.index)
+    front = front.astype({"tau": "float64", "temperature": "float64", "use_abs": object, "normalize": object})
+    return pd.concat([front, _typed(rows)], axis=1)
+
+
+def refine_sensitivity(
+    model: nn.Module,
+    grids: torch.utils.data.Dataset | Iterable,
+    methods: Mapping[str, Mapping | None],
+    settings: Sequence[Mapping],
+    *,
+    batch_size: int = 16,
+    metric_settings: Mapping | None = None,
+    progress: bool = True,
+    grid: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """The grid pointing game of VAR under several refine settings, base maps computed once.
+
+    For every batch of grids and every method the base maps come from one
+    :func:`var_utils.attribute_classes` call, as in
+    :func:`evaluate_grid_pointing_game`; each setting then refines and scores
+    those same maps. The rows of one setting equal the ``"var"`` rows of
+    :func:`evaluate_grid_pointing_game` run with ``refine_settings=setting``
+    (and the ``"base"`` rows its base rows), at the cost of one run.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; grids are moved to its device.
+    grids : Dataset of GridSample or iterable of batches
+        As in :func:`evaluate_grid_pointing_game`.
+    methods : dict of str to dict
+        Method name -> its settings, as in :func:`evaluate_grid_pointing_game`.
+    settings : sequence of dict
+        Refine settings to compare: each a dict of some of ``tau``,
+        ``temperature``, ``use_abs`` and ``normalize`` of
+        :func:`var_utils.refine_all`, the others at their defaults. No two may
+        be equal once completed.
+    batch_size : int
+        Grids per attribution call (datasets only).
+    metric_settings : dict, optional
+        ``binarization``, ``top_fraction``, ``max_fraction`` of
+        :func:`var_utils.metrics.localisation_table`.
+    progress : bool
+        Show a tqdm progress bar.
+    grid : tuple of int, optional
+        ``(rows, cols)``; default ``grids.grid`` if present, else (2, 2).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SENSITIVITY_COLUMNS`: the setting's label (``"base"``
+        for base maps), its ``tau``, ``temperature``, ``use_abs`` and
+        ``normalize`` (empty for base rows), then :data:`GPG_COLUMNS`. Per
+        method (in ``methods`` order): the base rows, then the rows of every
+        setting in ``settings`` order, each sorted by grid and cell.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad ``settings`` (not a list of dicts, empty, unknown keys, bad
+        values, a repeated setting) or other bad arguments, before any
+        attribution runs.
+
+    Examples
+    --------
+    >>> from var_utils import load_model
+    >>> grids = fashion_mnist_grids(n_grids=8)  # doctest: +SKIP
+    >>> sweep = refine_sensitivity(  # doctest: +SKIP
+    ...     load_model("fashion_mnist_cnn"), grids, {"gradcam": {}}, [{"tau": 0.0}, {"tau": 0.01}, {"normalize": "joint"}]
+    ... )
+    >>> summarize_sensitivity(sweep)[["setting", "method", "region_attribution_mean"]]  # doctest: +SKIP
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    attribution_methods = _build_methods(methods)
+    refine_settings = _checked_setting_list(settings)
+    labels = [_setting_label(setting) for setting in refine_settings]
+    scorer = _Scorer(model, _checked_metric_settings(metric_settings), tuple(grid or getattr(grids, "grid", (2, 2))))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    _check_grids(grids)
+    batches, total = _batches(grids, batch_size, lambda index: True, [])
+    # frames[name][0] holds the base rows, frames[name][1 + s] those of setting s; batches come in grid order.
+    frames = {name: [[] for _ in range(1 + len(refine_settings))] for name in attribution_methods}
+    with tqdm(total=total, unit="grid", desc="refine sensitivity", disable=not progress) as bar:
+        for ids, images, grid_labels in batches:
+            for name, method in attribution_methods.items():
+                base, positions, n_classes = scorer.base_maps(method, images, grid_labels)
+                rows = scorer.rows(name, "base", ids, grid_labels, base, positions, n_classes)
+                frames[name][0].append(_with_setting(rows, "base", None))
+                for position, (label, setting) in enumerate(zip(labels, refine_settings), start=1):
+                    refined = _var_maps(base, n_classes, refine_settings[0])
+                    rows = scorer.rows(name, "var", ids, grid_labels, refined, positions, n_classes)
+                    frames[name][position].append(_with_setting(rows, label, setting))
+            bar.update(len(ids))
+    ordered = [frame for per_method in frames.values() for per_setting in per_method for frame in per_setting]
+    return pd.concat(ordered, ignore_index=True)
+
+
+def summarize_sensitivity(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error of every metric per refine setting and method.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table of :func:`refine_sensitivity`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (setting, method) in order of appearance of the settings
+        (``"base"`` first), then of the methods; columns
+        :data:`SENSITIVITY_SETTING_COLUMNS` and those of :func:`summarize`.
+
+    Examples
+    --------
+    >>> rows = {"method": ["m"] * 3, "mode": ["base", "var", "var"], **{k: [0.0, 1.0, 0.5] for k in GPG_METRICS}}
+    >>> table = pd.DataFrame({"setting": ["base", "a", "b"], "tau": [None, 0.0, 0.1], "temperature": [None, 0.1, 0.1],
+    ...                       "use_abs": [None, True, True], "normalize": [None] * 3, **rows})
+    >>> summarize_sensitivity(table)[["setting", "tau", "mode", "n", "pointing_mean"]]
+      setting  tau  mode  n  pointing_mean
+    0    base  NaN  base  1            0.0
+    1       a  0.0   var  1            1.0
+    2       b  0.1   var  1            0.5
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"`table` must be a pandas DataFrame, got {type(table).__name__}.")
+    missing = sorted(set(SENSITIVITY_SETTING_COLUMNS) - set(table.columns))
+    if missing:
+        raise ValueError(f"`table` lacks the column(s) {missing}; expected a table of refine_sensitivity.")
+    if table.empty:
+        raise ValueError("`table` is empty: there is nothing to summarise.")
+    parts = []
+    for label, rows in table.groupby("setting", sort=False):
+        summary = summarize(rows)
+        parameters = rows.iloc[0][list(SENSITIVITY_SETTING_COLUMNS[1:])]
+        for position, column in enumerate(SENSITIVITY_SETTING_COLUMNS):
+            summary.insert(position, column, label if column == "setting" else parameters[column])
+        parts.append(summary)
+    return pd.concat(parts, ignore_index=True)

@@ -125,8 +125,10 @@ def refine_all(
             [0.0000, 0.8992]])
     """
     maps = _stack_maps(maps)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau != tau:
-        raise TypeError(f"`tau` must be a real number, got {tau!r}.")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"`tau` must be a real number, got {type(tau).__name__}.")
+    if tau != tau:
+        raise ValueError("`tau` must be a real number, got NaN.")
     distribution = class_distribution(
         maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
     )

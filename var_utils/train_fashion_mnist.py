@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m var_utils.train_fashion_mnist --epochs 5 --out data/fashion_mnist_cnn.safetensors
+    python -m var_utils.train_fashion_mnist --epochs 6 --out data/fashion_mnist_cnn.safetensors
 
 Training is seeded and uses deterministic algorithms, so the same seed,
-epochs and torch version give the same weights. Augmentation is a random
-horizontal flip (clothes look alike mirrored). The script prints the test
+epochs, thread count and torch version give the same weights: Adam with a
+cosine learning-rate decay, no augmentation. The script prints the test
 accuracy after every epoch and writes the weights atomically.
 """
 from __future__ import annotations
@@ -25,12 +25,6 @@ from var_utils.fashion_mnist import (
     atomic_output_path,
     load_fashion_mnist,
 )
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of ``images`` (N, C, H, W) left-right."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 @torch.no_grad()
@@ -53,11 +47,9 @@ def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_ro
     test_images, test_labels = load_fashion_mnist(data_root, train=False)
 
     model = FashionMNISTCNN()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps_per_epoch = -(-len(train_labels) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=learning_rate, total_steps=epochs * steps_per_epoch
-    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     loss_function = nn.CrossEntropyLoss()
     start_time = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -65,7 +57,7 @@ def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_ro
         order = torch.randperm(len(train_labels), generator=generator)
         for batch in order.split(batch_size):
             optimizer.zero_grad()
-            loss = loss_function(model(random_flip(train_images[batch], generator)), train_labels[batch])
+            loss = loss_function(model(train_images[batch]), train_labels[batch])
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -78,9 +70,9 @@ def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_ro
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line, train, and save the weights as safetensors."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate, decayed to 0 by a cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder (default: cache)")
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS_PATH)

@@ -61,7 +61,7 @@ class RepeatedInputMethod(AttributionMethod):
         num_images, num_classes = classes.shape
         repeated = inputs.repeat_interleave(num_classes, dim=0)
         maps = self.attribute_rows(model, repeated, classes.flatten().to(inputs.device))
-        return match_input_size(maps.detach(), repeated).unflatten(0, (num_images, num_classes))
+        return match_input_size(maps, repeated).detach().unflatten(0, (num_images, num_classes))
 
 
 def default_lrp_composite(model: nn.Module):
