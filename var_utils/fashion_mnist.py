@@ -261,8 +261,8 @@ def load_fashion_mnist(root: str | Path | None = None, train: bool = False) -> t
 
     Examples
     --------
-    >>> images, labels = load_fashion_mnist()  # doctest: +SKIP
-    >>> images.shape, labels.shape  # doctest: +SKIP
+    >>> images, labels = load_fashion_mnist()
+    >>> images.shape, labels.shape
     (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
     """
     from torchvision.datasets import FashionMNIST
