@@ -18,11 +18,11 @@ from torch import nn
 from torchvision.datasets import FashionMNIST
 
 import var_utils.fashion_mnist as fm
+from var_utils._io import atomic_output_path
 import var_utils.train_fashion_mnist as train_fm
 from var_utils.fashion_mnist import (
     FASHION_MNIST_CLASSES,
     FashionMNISTCNN,
-    atomic_output_path,
     gunzip_atomic,
     load_fashion_mnist,
     load_fashion_mnist_cnn,

@@ -108,12 +108,12 @@ def test_each_setting_equals_single_map_refine_and_scores(model, sweep, method, 
     for row in rows.itertuples():
         sample = grids[row.grid]
         distinct = list(dict.fromkeys(sample.labels))
-        if len(distinct) == 1:  # no competitor: the module's convention is VAR = base
-            expected_map = attribute_classes(model, sample.image[None], [distinct[0], distinct[0] + 1], method)[0, 0]
-        else:
-            maps = attribute_classes(model, sample.image[None], distinct, method)[0]
-            target = distinct.index(sample.labels[row.cell])
-            expected_map = refine(maps, target, **SETTINGS[position])
+        if row.cell == 0:  # one attribution call per grid, of its distinct labels
+            # A single class has no competitor (VAR = base by the module's convention); class + 1 only pads the set.
+            classes = distinct if len(distinct) > 1 else [distinct[0], distinct[0] + 1]
+            maps = attribute_classes(model, sample.image[None], classes, method)[0]
+        target = distinct.index(sample.labels[row.cell])
+        expected_map = maps[0] if len(distinct) == 1 else refine(maps, target, **SETTINGS[position])
         expected = localisation_scores(expected_map, row.cell, (2, 2))
         assert row.label == sample.labels[row.cell] and row.n_classes == len(distinct)
         for metric in GPG_METRICS:
@@ -211,6 +211,12 @@ def test_other_bad_arguments_raise(arguments, error, match):
     given = {"model": make_model(), "methods": METHODS, **arguments}
     with pytest.raises(error, match=match):
         refine_sensitivity(given.pop("model"), make_grids(), given.pop("methods"), [{}], progress=False, **given)
+
+
+@pytest.mark.parametrize("grids", [[], torch.utils.data.Subset(make_grids(), [])])
+def test_no_grids_raise(grids):
+    with pytest.raises(ValueError, match="`grids`"):
+        refine_sensitivity(make_model(), grids, METHODS, [{}], progress=False)
 
 
 # --------------------------------------------------------------------------- summary

@@ -6,8 +6,6 @@ every class on its own cell, base vs VAR.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -15,6 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._io import atomic_output_path
 from .engine import attribute_classes
 from .grids import compose_grid
 from .images import center_square, half_and_half, load_photo, unit_tensor
@@ -79,19 +78,14 @@ def region_table(
 
 
 def save_figure(figure, path: Path) -> None:
-    """Write a matplotlib figure atomically (a temporary file renamed into place)."""
+    """Write a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=80)
-        os.replace(temporary, path)
+        with atomic_output_path(path) as temporary:
+            figure.savefig(temporary, dpi=80, format=path.suffix.lstrip("."))
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = DEMO_METHODS) -> pd.DataFrame:
@@ -123,7 +117,6 @@ def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = D
             rows = {f"{method} {mode}": m for mode, m in by_mode.items()}
             save_figure(plot_class_maps(picture, rows, names, common_scale=True), output_dir / f"{scene}_{method}.png")
     table = pd.concat(tables, ignore_index=True)[["image", "method", "class", "RA base", "RA var"]]
-    temporary = output_dir / "region_attribution.csv.tmp"
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, output_dir / "region_attribution.csv")
+    with atomic_output_path(output_dir / "region_attribution.csv") as temporary:
+        table.to_csv(temporary, index=False)
     return table

@@ -11,19 +11,17 @@ reach the model.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import shutil
-import uuid
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from var_utils._checks import check_tensor
+from var_utils._io import atomic_output_path
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -147,45 +145,6 @@ def default_data_root() -> Path:
     """Return the data cache folder: ``$VAR_UTILS_DATA`` if set, else ``~/.cache/var_utils``."""
     env_root = os.environ.get("VAR_UTILS_DATA")
     return Path(env_root) if env_root else Path.home() / ".cache" / "var_utils"
-
-
-@contextlib.contextmanager
-def atomic_output_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path that replaces ``path`` only once the block succeeds.
-
-    The temporary file (not yet created) sits in the same folder, so
-    ``os.replace`` is atomic; if the block raises, it is deleted and ``path``
-    is left untouched, so an interrupted write never leaves a half-written
-    file under the final name.
-
-    Parameters
-    ----------
-    path : str or Path
-        The final file name.
-
-    Yields
-    ------
-    Path
-        Where to write the content.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "out.txt"
-    >>> with atomic_output_path(target) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> target.read_text()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name that the writer creates itself, so the file gets the usual umask permissions.
-    tmp_path = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.part"
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def gunzip_atomic(source: str | Path, destination: str | Path) -> None:

@@ -56,7 +56,8 @@ from tqdm.auto import tqdm
 from ._checks import check_choice, check_positive_int
 from .demo import top_class
 from .engine import attribute_classes
-from .fashion_mnist import atomic_output_path, load_fashion_mnist
+from ._io import atomic_output_path
+from .fashion_mnist import load_fashion_mnist
 from .grids import (
     GRID_PROTOCOLS,
     GridDataset,
@@ -938,15 +939,21 @@ def refine_sensitivity(
         for ids, images, grid_labels in batches:
             for name, method in attribution_methods.items():
                 base, positions, n_classes = scorer.base_maps(method, images, grid_labels)
-                rows = scorer.rows(name, "base", ids, grid_labels, base, positions, n_classes)
-                frames[name][0].append(_with_setting(rows, "base", None))
-                for position, (label, setting) in enumerate(zip(labels, refine_settings), start=1):
-                    refined = _var_maps(base, n_classes, refine_settings[0])
-                    rows = scorer.rows(name, "var", ids, grid_labels, refined, positions, n_classes)
-                    frames[name][position].append(_with_setting(rows, label, setting))
+                frames[name][0].append(scorer.rows(name, "base", ids, grid_labels, base, positions, n_classes))
+                for position, setting in enumerate(refine_settings, start=1):
+                    refined = _var_maps(base, n_classes, setting)
+                    frames[name][position].append(
+                        scorer.rows(name, "var", ids, grid_labels, refined, positions, n_classes)
+                    )
             bar.update(len(ids))
-    ordered = [frame for per_method in frames.values() for per_setting in per_method for frame in per_setting]
-    return pd.concat(ordered, ignore_index=True)
+    if not frames[next(iter(frames))][0]:
+        raise ValueError("`grids` yielded no grid: there is nothing to evaluate.")
+    blocks = [
+        _with_setting(pd.concat(per_setting, ignore_index=True), label, setting)
+        for per_method in frames.values()
+        for per_setting, label, setting in zip(per_method, ["base", *labels], [None, *refine_settings])
+    ]
+    return pd.concat(blocks, ignore_index=True)
 
 
 def summarize_sensitivity(table: pd.DataFrame) -> pd.DataFrame:

@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from var_utils._io import atomic_output_path
 from var_utils.fashion_mnist import (
     DEFAULT_WEIGHTS_PATH,
     FashionMNISTCNN,
-    atomic_output_path,
     load_fashion_mnist,
 )
 

@@ -72,8 +72,10 @@ class ClassSpecificAttributionWrapper(_VarWrapper):
         **method_kwargs: settings of a named base method (``n_steps``, ``layer``, …).
 
     Example:
-        >>> wrapper = ClassSpecificAttributionWrapper("gradcam", model, class_indices=[285, 967])  # doctest: +SKIP
-        >>> wrapper.attribute(image, target=285).shape  # doctest: +SKIP
+        >>> from var_utils import load_model, half_and_half
+        >>> model = load_model("efficientnet_lite0")
+        >>> wrapper = ClassSpecificAttributionWrapper("gradcam", model, class_indices=[285, 967])
+        >>> wrapper.attribute(model.preprocess(half_and_half()), target=285).shape
         torch.Size([1, 1, 224, 224])
     """
 
