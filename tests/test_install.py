@@ -40,7 +40,7 @@ def test_torch_is_pinned_to_the_versions_available_offline():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = ".venv/bin/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg"
+    command = ".venv/bin/python -m pytest var_utils tests notebooks --doctest-modules --nbval --nbval-sanitize-with notebooks/sanitize.cfg"
     assert command in readme
     assert command in ci
     assert "bash install.sh" in ci
