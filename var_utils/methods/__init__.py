@@ -45,7 +45,7 @@ def get_method(method: str | AttributionMethod | Callable, **kwargs) -> Attribut
     Examples
     --------
     >>> get_method("integrated_gradients", n_steps=16)
-    IntegratedGradients(n_steps=16, baseline=None, rule='gausslegendre', internal_batch_size=32)
+    IntegratedGradients(n_steps=16, baseline=None, rule='gausslegendre', internal_batch_size=16)
     """
     if isinstance(method, str):
         if method not in METHODS:

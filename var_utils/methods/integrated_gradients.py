@@ -51,7 +51,7 @@ class IntegratedGradients(AttributionMethod):
         n_steps: int = 64,
         baseline: torch.Tensor | float | None = None,
         rule: str = "gausslegendre",
-        internal_batch_size: int = 32,
+        internal_batch_size: int = 16,
     ) -> None:
         self.n_steps = check_positive_int(n_steps, "n_steps")
         check_choice(rule, "rule", INTEGRATION_RULES)
