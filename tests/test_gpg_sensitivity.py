@@ -187,6 +187,7 @@ def test_setting_labels_are_unique_and_readable(sweep):
         ([{"tau": "0.1"}], TypeError, "tau"),
         ([{}, {"tau": 0.01}], ValueError, r"`settings\[1\]` repeats `settings\[0\]`"),
         ([{"temperature": 10}, {"temperature": 10.0}], ValueError, "repeats"),
+        ([{}, {"use_abs": "yes"}], ValueError, "repeats"),  # refines as use_abs=True does
     ],
 )
 def test_bad_settings_raise_before_any_attribution(settings, error, match):

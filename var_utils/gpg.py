@@ -26,6 +26,13 @@ A grid with a single distinct class has no competitor and VAR is undefined
 Its VAR rows repeat its base scores, so base and VAR are always compared on
 the same rows; select ``n_classes > 1`` to leave such grids out.
 
+Sensitivity to the refine settings
+----------------------------------
+:func:`refine_sensitivity` plays the game under several refine settings at the
+cost of one run: the base maps of a batch are computed once per method, then
+refined and scored under every setting. :func:`summarize_sensitivity`
+averages its rows per setting and method.
+
 Resuming
 --------
 With ``out``, every finished (batch, method) is appended to the CSV by writing
@@ -840,11 +847,11 @@ def _checked_setting_list(settings: object) -> list[dict]:
     if not settings:
         raise ValueError("`settings` is empty: give at least one dict of refine settings.")
     completed = [_checked_refine_settings(given, f"settings[{position}]") for position, given in enumerate(settings)]
-    for position, setting in enumerate(completed):
-        if setting in completed[:position]:
-            raise ValueError(
-                f"`settings[{position}]` repeats `settings[{completed.index(setting)}]` ({_setting_label(setting)})."
-            )
+    # Equal labels mean equal refinements (and would merge in summarize_sensitivity).
+    labels = [_setting_label(setting) for setting in completed]
+    for position, label in enumerate(labels):
+        if label in labels[:position]:
+            raise ValueError(f"`settings[{position}]` repeats `settings[{labels.index(label)}]` ({label}).")
     return completed
 
 
@@ -919,9 +926,8 @@ def refine_sensitivity(
     --------
     >>> from var_utils import load_model
     >>> grids = fashion_mnist_grids(n_grids=8)  # doctest: +SKIP
-    >>> sweep = refine_sensitivity(  # doctest: +SKIP
-    ...     load_model("fashion_mnist_cnn"), grids, {"gradcam": {}}, [{"tau": 0.0}, {"tau": 0.01}, {"normalize": "joint"}]
-    ... )
+    >>> settings = [{"tau": 0.0}, {"tau": 0.01}, {"normalize": "joint"}]
+    >>> sweep = refine_sensitivity(load_model("fashion_mnist_cnn"), grids, {"gradcam": {}}, settings)  # doctest: +SKIP
     >>> summarize_sensitivity(sweep)[["setting", "method", "region_attribution_mean"]]  # doctest: +SKIP
     """
     if not isinstance(model, nn.Module):
