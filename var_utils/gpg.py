@@ -161,8 +161,8 @@ def fashion_mnist_grids(
 
     Examples
     --------
-    >>> grids = fashion_mnist_grids(n_grids=3)  # doctest: +SKIP
-    >>> len(grids), tuple(grids[0].image.shape)  # doctest: +SKIP
+    >>> grids = fashion_mnist_grids(n_grids=3)
+    >>> len(grids), tuple(grids[0].image.shape)
     (3, (1, 56, 56))
     """
     n_grids = _check_n_grids(n_grids)
