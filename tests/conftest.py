@@ -58,6 +58,6 @@ def lite0() -> nn.Module:
 @pytest.fixture(scope="session")
 def half_and_half_input(lite0) -> torch.Tensor:
     """The 224 × 224 half-and-half image (cat left, espresso right), preprocessed for Lite0."""
-    from var_utils.images import half_and_half
+    from var_utils.datasets.photos import half_and_half
 
     return lite0.preprocess(half_and_half())

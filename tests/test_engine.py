@@ -18,7 +18,7 @@ from zennit.composites import LayerMapComposite
 from zennit.rules import Epsilon
 
 from var_utils.engine import attribute_classes, class_matrix, expected_channels
-from var_utils.images import center_square, load_photo, unit_tensor
+from var_utils.datasets.photos import center_square, load_photo, unit_tensor
 from var_utils.methods import (
     METHODS,
     CallableMethod,

@@ -10,7 +10,7 @@ from torch import nn
 
 from var_utils import ClassSpecificAttributionWrapper, attribute_classes
 from var_utils.explainers import VarExplainer, competing_classes
-from var_utils.sanity import randomization_similarity
+from var_utils.evaluation.sanity import randomization_similarity
 
 
 def small_cnn() -> nn.Sequential:
@@ -31,7 +31,7 @@ def case():
 
 def test_competing_classes_puts_target_first_then_top_others(case):
     model, inputs, targets = case
-    sets = competing_classes(model, inputs, targets, num_classes=3)
+    sets = competing_classes(model, inputs, targets, set_size=3)
     logits = model(inputs).detach()
     for row, target, scores in zip(sets.tolist(), targets.tolist(), logits):
         others = [c for c in scores.argsort(descending=True).tolist() if c != target][:2]
@@ -41,7 +41,7 @@ def test_competing_classes_puts_target_first_then_top_others(case):
 @pytest.mark.parametrize("method", ["gradcam", "input_x_gradient", "guided_backprop"])
 def test_var_mode_equals_the_wrapper_image_by_image(case, method):
     model, inputs, targets = case
-    sets = competing_classes(model, inputs, targets, num_classes=3)
+    sets = competing_classes(model, inputs, targets, set_size=3)
     extra = {"layer": "2"} if method == "gradcam" else {}
     maps = VarExplainer(method, sets, mode="var", **extra)(model, inputs, targets)
     for n in range(inputs.shape[0]):
@@ -51,7 +51,7 @@ def test_var_mode_equals_the_wrapper_image_by_image(case, method):
 
 def test_base_mode_equals_the_engine(case):
     model, inputs, targets = case
-    sets = competing_classes(model, inputs, targets, num_classes=2)
+    sets = competing_classes(model, inputs, targets, set_size=2)
     maps = VarExplainer("saliency", sets, mode="base")(model, inputs, targets)
     expected = attribute_classes(model, inputs, sets, "saliency")[:, 0]
     torch.testing.assert_close(maps, expected)
@@ -69,14 +69,14 @@ def test_explainer_rejects_bad_input(case):
         VarExplainer("saliency", sets)(model, inputs, torch.tensor([missing(row) for row in sets.tolist()]))
     with pytest.raises(ValueError, match="images"):
         VarExplainer("saliency", sets)(model, inputs[:2], targets[:2])
-    with pytest.raises(ValueError, match="num_classes"):
-        competing_classes(model, inputs, targets, num_classes=1)
+    with pytest.raises(ValueError, match="set_size"):
+        competing_classes(model, inputs, targets, set_size=1)
 
 
 def test_var_sanity_check_matches_quantus_mprt(case):
     """One setting of the VAR sanity check cross-checked against quantus.MPRT (same explain function)."""
     model, inputs, targets = case
-    sets = competing_classes(model, inputs, targets, num_classes=3)
+    sets = competing_classes(model, inputs, targets, set_size=3)
     explainer = VarExplainer("input_x_gradient", sets, mode="var", refine_settings={"normalize": "joint"})
 
     def explain_numpy(model, inputs, targets, **kwargs):

@@ -17,17 +17,17 @@ from safetensors.torch import load_file
 from torch import nn
 from torchvision.datasets import FashionMNIST
 
-import var_utils.fashion_mnist as fm
+import var_utils.apps.train_fashion_mnist as train_fm
+import var_utils.datasets.fashion_mnist as fm
 from var_utils._io import atomic_output_path
-import var_utils.train_fashion_mnist as train_fm
-from var_utils.fashion_mnist import (
+from var_utils.datasets.fashion_mnist import (
     FASHION_MNIST_CLASSES,
-    FashionMNISTCNN,
     gunzip_atomic,
     load_fashion_mnist,
-    load_fashion_mnist_cnn,
     normalize_fashion_mnist,
 )
+from var_utils.evaluation.metrics import accuracy
+from var_utils.models import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN, load_fashion_mnist_cnn
 
 RAW_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -69,8 +69,8 @@ def test_shipped_cnn_reaches_90_percent_on_the_full_test_set(shipped_model, test
 
 
 def test_shipped_weights_are_small_float32_and_load_in_eval_mode(shipped_model):
-    assert fm.DEFAULT_WEIGHTS_PATH.stat().st_size <= 2 * 1024**2
-    tensors = load_file(str(fm.DEFAULT_WEIGHTS_PATH))
+    assert FASHION_MNIST_CNN_WEIGHTS.stat().st_size <= 2 * 1024**2
+    tensors = load_file(str(FASHION_MNIST_CNN_WEIGHTS))
     assert all(tensor.dtype == torch.float32 for tensor in tensors.values())
     assert sum(tensor.numel() for tensor in tensors.values()) * 4 <= 2 * 1024**2
     assert not shipped_model.training
@@ -264,7 +264,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 def test_accuracy_counts_matching_argmax():
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0], [1.0, 2.0], [0.0, -1.0]])
     model = nn.Identity()
-    assert train_fm.accuracy(model, logits, torch.tensor([0, 1, 1, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
+    assert accuracy(model, logits, torch.tensor([0, 1, 1, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
 
 
 def test_training_script_saves_loadable_weights_deterministically(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from var_utils.features import actionable_removal, shared_map, top_pixels_mask
+from var_utils.evaluation.features import actionable_removal, top_pixels_mask
+from var_utils.refine import shared_map
 from var_utils.refine import refine_all
 
 

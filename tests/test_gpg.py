@@ -21,9 +21,10 @@ from PIL import Image
 from torch import nn
 from torchvision.models import resnet18
 
-from var_utils.__main__ import main
-from var_utils.fashion_mnist import FashionMNISTCNN, load_fashion_mnist
-from var_utils.gpg import (
+from var_utils.apps.cli import main
+from var_utils.datasets.fashion_mnist import load_fashion_mnist
+from var_utils.models import FashionMNISTCNN
+from var_utils.evaluation.gpg import (
     GPG_COLUMNS,
     GPG_METRICS,
     QUAD_PHOTOS,
@@ -36,8 +37,9 @@ from var_utils.gpg import (
     read_gpg_table,
     summarize,
 )
-from var_utils.grids import GridDataset, collate_grids, load_cell_image
-from var_utils.images import center_square, load_photo, unit_tensor
+from var_utils.datasets.grids import GridDataset, collate_grids
+from var_utils.datasets.imagenet import load_cell_image
+from var_utils.datasets.photos import center_square, load_photo, unit_tensor
 from var_utils.models import Preprocessing, load_model
 
 B = 0.5  # value of the other channels in a colour cell
@@ -51,6 +53,8 @@ SIX_GROUPS = MIXED_GROUPS + [(3, 2, 1, 0), (1, 1, 2, 2), (2, 3, 0, 1)]
 
 class ColourModel(nn.Module):
     """logit_k = sum over pixels of ReLU(x_k): class k responds to colour channel k only."""
+
+    name = "colour_model"  # recorded by result files, as load_model's models record theirs
 
     def __init__(self) -> None:
         super().__init__()
@@ -461,7 +465,7 @@ def random_fashion_cnn(monkeypatch):
         torch.manual_seed(0)
         return load_model(name, weights=None)
 
-    monkeypatch.setattr("var_utils.__main__.load_model", load)
+    monkeypatch.setattr("var_utils.apps.cli.load_model", load)
 
 
 def test_cli_fashion_mnist_writes_the_expected_rows(tmp_path, capsys, random_fashion_cnn):

@@ -20,8 +20,8 @@ import scipy.stats
 import torch
 
 from var_utils.engine import attribute_classes
-from var_utils.fashion_mnist import FashionMNISTCNN
-from var_utils.gpg import (
+from var_utils.models import FashionMNISTCNN
+from var_utils.evaluation.gpg import (
     GPG_COLUMNS,
     GPG_METRICS,
     SENSITIVITY_COLUMNS,
@@ -30,8 +30,8 @@ from var_utils.gpg import (
     refine_sensitivity,
     summarize_sensitivity,
 )
-from var_utils.grids import GridDataset
-from var_utils.metrics import localisation_scores
+from var_utils.datasets.grids import GridDataset
+from var_utils.evaluation.metrics import localisation_scores
 from var_utils.refine import refine
 
 CELL = 12  # cell side: grids are 24x24
@@ -187,7 +187,7 @@ def test_setting_labels_are_unique_and_readable(sweep):
         ([{"tau": "0.1"}], TypeError, "tau"),
         ([{}, {"tau": 0.01}], ValueError, r"`settings\[1\]` repeats `settings\[0\]`"),
         ([{"temperature": 10}, {"temperature": 10.0}], ValueError, "repeats"),
-        ([{}, {"use_abs": "yes"}], ValueError, "repeats"),  # refines as use_abs=True does
+        ([{}, {"use_abs": "yes"}], TypeError, "use_abs"),
     ],
 )
 def test_bad_settings_raise_before_any_attribution(settings, error, match):

@@ -15,17 +15,15 @@ import torch
 from PIL import Image
 from torchvision.transforms import Normalize
 
-from var_utils.grids import (
+from var_utils.datasets.grids import (
     GridDataset,
     GridSample,
     all_distinct_combinations,
     collate_grids,
     compose_grid,
     grid_indices,
-    imagenet_val_files,
-    load_cell_image,
-    read_synset_mapping,
 )
+from var_utils.datasets.imagenet import imagenet_val_files, load_cell_image, read_synset_mapping
 
 # --------------------------------------------------------------------------- compose_grid
 
@@ -546,8 +544,8 @@ def test_load_cell_image_errors_name_the_file(tmp_path):
         load_cell_image(garbage, 0)
 
 
-def test_load_cell_image_checks_the_normalise_output(tmp_path):
+def test_load_cell_image_checks_the_normalize_output(tmp_path):
     path = tmp_path / "ok.png"
     Image.new("RGB", (4, 4)).save(path)
-    with pytest.raises(ValueError, match="normalise"):
+    with pytest.raises(ValueError, match="normalize"):
         load_cell_image(path, 4, lambda cell: cell[0])

@@ -14,7 +14,7 @@ import torch
 from scipy.ndimage import uniform_filter
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
 
-from var_utils.metrics import (
+from var_utils.evaluation.metrics import (
     binarize,
     cell_mask,
     grid_cell_shares,

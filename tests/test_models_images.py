@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from var_utils.images import PHOTOS, center_square, half_and_half, load_image, load_photo, to_rgb, unit_tensor
+from var_utils.datasets.photos import PHOTOS, center_square, half_and_half, load_image, load_photo, to_rgb, unit_tensor
 from var_utils.methods import default_gradcam_layer
 from var_utils.models import IMAGENET_MEAN, IMAGENET_STD, MODELS, TORCHVISION_MODELS, Preprocessing, load_model
 

@@ -14,7 +14,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from var_utils.perturbation import blurred, insertion_deletion, perturbation_images, remove_region
+from var_utils.evaluation.perturbation import blurred, insertion_deletion, perturbation_images, remove_region
 
 
 def scipy_blur(images: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ LINEAR_ATTRIBUTION = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
 
 
 @pytest.mark.parametrize(
-    "mode, step, logits",
+    "curve, step, logits",
     [
         # Deletion to zeros removes the contributions -1, 0.75, 4, 0.5 in turn from 3.25.
         ("deletion", 1, [3.25, 5.25, 4.5, 0.5, 0.0]),
@@ -79,10 +79,10 @@ LINEAR_ATTRIBUTION = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
         ("insertion", 3, [0.0, 2.75, 3.25]),
     ],
 )
-def test_linear_model_curve_by_hand(mode, step, logits):
+def test_linear_model_curve_by_hand(curve, step, logits):
     result = insertion_deletion(
         linear_model(LINEAR_WEIGHTS), LINEAR_IMAGE, LINEAR_ATTRIBUTION, torch.tensor([0]),
-        mode=mode, step=step, substrate=torch.zeros_like,
+        curve=curve, step=step, substrate=torch.zeros_like,
     )
     expected = sigmoid(logits)
     np.testing.assert_allclose(result.curves[0].numpy(), expected, rtol=1e-6)
@@ -90,12 +90,12 @@ def test_linear_model_curve_by_hand(mode, step, logits):
     n_steps = len(expected) - 1
     expected_auc = (sum(expected) - (expected[0] + expected[-1]) / 2) / n_steps
     assert result.auc[0].item() == pytest.approx(expected_auc, rel=1e-6)
-    assert result.n_steps == n_steps and result.step == step and result.mode == mode
+    assert result.n_steps == n_steps and result.step == step and result.curve == curve
 
 
 def test_deletion_goes_from_image_to_zeros(cnn, batch):
     images, attributions, targets = batch
-    result = insertion_deletion(cnn, images, attributions, targets, mode="deletion", step=5)
+    result = insertion_deletion(cnn, images, attributions, targets, curve="deletion", step=5)
     expected_start = target_probability(cnn, images, targets)
     expected_end = target_probability(cnn, torch.zeros_like(images), targets)
     torch.testing.assert_close(result.curves[:, 0], expected_start)
@@ -105,21 +105,21 @@ def test_deletion_goes_from_image_to_zeros(cnn, batch):
 
 def test_insertion_goes_from_blurred_image_to_image(cnn, batch):
     images, attributions, targets = batch
-    result = insertion_deletion(cnn, images, attributions, targets, mode="insertion", step=4)
+    result = insertion_deletion(cnn, images, attributions, targets, curve="insertion", step=4)
     expected_start = target_probability(cnn, scipy_blur(images), targets)
     expected_end = target_probability(cnn, images, targets)
     torch.testing.assert_close(result.curves[:, 0], expected_start)
     torch.testing.assert_close(result.curves[:, -1], expected_end)
 
 
-@pytest.mark.parametrize("mode", ["deletion", "insertion"])
+@pytest.mark.parametrize("curve", ["deletion", "insertion"])
 @pytest.mark.parametrize("step", [1, 4, 5, 41, 42, 100])
-def test_changed_pixels_follow_the_attribution_order(batch, mode, step):
+def test_changed_pixels_follow_the_attribution_order(batch, curve, step):
     images, attributions, _ = batch
     num_pixels = 6 * 7
-    sequence = perturbation_images(images, attributions, mode=mode, step=step)
-    start = images if mode == "deletion" else scipy_blur(images)
-    end = torch.zeros_like(images) if mode == "deletion" else images
+    sequence = perturbation_images(images, attributions, curve=curve, step=step)
+    start = images if curve == "deletion" else scipy_blur(images)
+    end = torch.zeros_like(images) if curve == "deletion" else images
     assert sequence.shape == (3, math.ceil(num_pixels / step) + 1, 3, 6, 7)
     # Stable descending order of the channel-summed attribution (ties keep row-major order).
     order = np.argsort(-attributions.sum(dim=1).flatten(1).numpy(), axis=1, kind="stable")
@@ -159,11 +159,11 @@ def test_many_ties_follow_a_stable_sort():
         assert set(np.flatnonzero(image.flatten().numpy() == 0)) == set(order[:count])
 
 
-@pytest.mark.parametrize("mode", ["deletion", "insertion"])
+@pytest.mark.parametrize("curve", ["deletion", "insertion"])
 @pytest.mark.parametrize("step", [3, 10])
-def test_auc_is_the_trapezoid_of_the_curve(cnn, batch, mode, step):
+def test_auc_is_the_trapezoid_of_the_curve(cnn, batch, curve, step):
     images, attributions, targets = batch
-    result = insertion_deletion(cnn, images, attributions, targets, mode=mode, step=step)
+    result = insertion_deletion(cnn, images, attributions, targets, curve=curve, step=step)
     curves = result.curves.double().numpy()
     expected = np.trapezoid(curves, x=np.linspace(0.0, 1.0, curves.shape[1]), axis=1)
     np.testing.assert_allclose(result.auc.numpy(), expected, rtol=1e-6)
@@ -172,8 +172,8 @@ def test_auc_is_the_trapezoid_of_the_curve(cnn, batch, mode, step):
 
 def test_curves_equal_probabilities_of_the_built_images(cnn, batch):
     images, attributions, targets = batch
-    result = insertion_deletion(cnn, images, attributions, targets, mode="insertion", step=6, batch_size=5)
-    sequence = perturbation_images(images, attributions, mode="insertion", step=6)
+    result = insertion_deletion(cnn, images, attributions, targets, curve="insertion", step=6, batch_size=5)
+    sequence = perturbation_images(images, attributions, curve="insertion", step=6)
     for sample in range(3):
         repeated = targets[sample].repeat(sequence.shape[1])
         expected = target_probability(cnn, sequence[sample], repeated)
@@ -220,7 +220,7 @@ def test_blurred_matches_scipy_gaussian_filter():
 def test_inputs_are_not_modified(cnn, batch):
     images, attributions, targets = batch
     copies = images.clone(), attributions.clone()
-    insertion_deletion(cnn, images, attributions, targets, mode="deletion", step=7)
+    insertion_deletion(cnn, images, attributions, targets, curve="deletion", step=7)
     torch.testing.assert_close(images, copies[0], rtol=0, atol=0)
     torch.testing.assert_close(attributions, copies[1], rtol=0, atol=0)
 
@@ -229,7 +229,7 @@ BAD_ARGUMENTS = [
     ({"step": 0}, ValueError, "step"),
     ({"step": -3}, ValueError, "step"),
     ({"step": 1.5}, TypeError, "step"),
-    ({"mode": "erase"}, ValueError, "mode"),
+    ({"curve": "erase"}, ValueError, "curve"),
     ({"attributions": torch.rand(3, 3, 6, 6)}, ValueError, "attributions"),
     ({"attributions": torch.rand(2, 3, 6, 7)}, ValueError, "attributions"),
     ({"attributions": torch.rand(3, 2, 6, 7)}, ValueError, "attributions"),
@@ -324,3 +324,14 @@ def test_remove_region_bad_input_raises(region_case, mask, how, name):
     images, _ = region_case
     with pytest.raises(ValueError, match=name):
         remove_region(images, mask, how=how)
+
+
+def test_old_keyword_mode_still_works_with_a_warning(cnn):
+    images, attributions = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    targets = torch.tensor([1])
+    expected = insertion_deletion(cnn, images, attributions, targets, curve="insertion", step=8)
+    with pytest.warns(FutureWarning, match="`curve`"):
+        result = insertion_deletion(cnn, images, attributions, targets, mode="insertion", step=8)
+    torch.testing.assert_close(result.curves, expected.curves)
+    with pytest.raises(TypeError, match="`curve` only"):
+        insertion_deletion(cnn, images, attributions, targets, mode="insertion", curve="insertion")

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from var_utils.sanity import (
+from var_utils.evaluation.sanity import (
     FALLBACK_INIT_STD,
     cascading_randomization,
     randomizable_layers,

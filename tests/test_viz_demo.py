@@ -15,11 +15,11 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 import var_utils.models
-from var_utils import demo
-from var_utils.engine import attribute_classes
-from var_utils.images import center_square, load_photo, unit_tensor
-from var_utils.metrics import region_attribution
-from var_utils.models import Preprocessing
+from var_utils.apps import demo
+from var_utils.engine import attribute_classes, base_and_var_maps
+from var_utils.datasets.photos import center_square, load_photo, unit_tensor
+from var_utils.evaluation.metrics import region_attribution
+from var_utils.models import Preprocessing, top_class
 from var_utils.refine import refine_all
 from var_utils.viz import display_map, display_scale, plot_class_maps
 
@@ -160,8 +160,8 @@ class FixedLogits(nn.Module):
 
 def test_top_class_and_photo_grid():
     model = FixedLogits()
-    assert demo.top_class(model, np.zeros((10, 10, 3), np.uint8)) == 0
-    assert demo.top_class(model, np.full((10, 10, 3), 255, np.uint8)) == 3
+    assert top_class(model, np.zeros((10, 10, 3), np.uint8)) == 0
+    assert top_class(model, np.full((10, 10, 3), 255, np.uint8)) == 3
     photos = ("chelsea", "coffee", "camera", "rocket")
     grid, labels = demo.photo_grid(model, photos)
     assert grid.shape == (1, 3, 16, 16)
@@ -178,14 +178,14 @@ def test_top_class_and_photo_grid():
 
 def test_base_and_var_maps(plain_cnn):
     image = torch.randn(1, 3, 10, 10, generator=torch.Generator().manual_seed(0))
-    maps = demo.base_and_var_maps(plain_cnn, image, [1, 3], "input_x_gradient", {"tau": 0.0, "temperature": 0.01})
+    maps = base_and_var_maps(plain_cnn, image, [1, 3], "input_x_gradient", {"tau": 0.0, "temperature": 0.01})
     gradients = []
     for target in (1, 3):
         x = image.clone().requires_grad_(True)
         gradients.append(x * torch.autograd.grad(plain_cnn(x)[0, target], x)[0])
     base = torch.cat(gradients).detach()
-    torch.testing.assert_close(maps["base"], base)
-    torch.testing.assert_close(maps["var"], refine_all(base, tau=0.0, temperature=0.01))
+    torch.testing.assert_close(maps["base"][0], base)
+    torch.testing.assert_close(maps["var"][0], refine_all(base, tau=0.0, temperature=0.01))
 
 
 # ---------------------------------------------------------------- half-and-half acceptance (Lite0, Grad-CAM)
@@ -212,7 +212,7 @@ def test_half_and_half_gradcam_var_separates_the_halves(lite0, half_and_half_inp
 
 
 def test_run_demo_writes_figures_and_table(lite0, tmp_path, monkeypatch):
-    monkeypatch.setattr(var_utils.models, "load_model", lambda name: lite0)
+    monkeypatch.setattr(demo, "load_model", lambda name: lite0)
     table = demo.run_demo(tmp_path, methods={"gradcam": {}})
     assert list(table.columns) == ["image", "method", "class", "RA base", "RA var"]
     assert table["image"].tolist() == ["grid"] * 4 + ["half_and_half"] * 2

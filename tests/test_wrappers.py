@@ -182,7 +182,7 @@ def expected_contrastive_set(model: nn.Module, image: torch.Tensor, num_classes:
 
 @pytest.mark.parametrize("num_classes", [1, 2, 3])
 def test_contrastive_default_target_is_top_prediction(cnn, image, num_classes):
-    wrapper = ContrastiveAttributionWrapper("saliency", cnn, num_classes=num_classes)
+    wrapper = ContrastiveAttributionWrapper("saliency", cnn, top_k=num_classes)
     result = wrapper.attribute(image)
     classes = expected_contrastive_set(cnn, image, num_classes)
     assert wrapper.last_classes == classes and len(classes) == num_classes + 1
@@ -192,7 +192,7 @@ def test_contrastive_default_target_is_top_prediction(cnn, image, num_classes):
 
 
 def test_contrastive_target_outside_the_set_is_put_first(cnn, image):
-    wrapper = ContrastiveAttributionWrapper("saliency", cnn, tau=0.0, num_classes=2)
+    wrapper = ContrastiveAttributionWrapper("saliency", cnn, tau=0.0, top_k=2)
     automatic = expected_contrastive_set(cnn, image, 2)
     outside = next(c for c in range(5) if c not in automatic)
     result = wrapper.attribute(image[None], target=outside)
@@ -203,7 +203,7 @@ def test_contrastive_target_outside_the_set_is_put_first(cnn, image):
 
 
 def test_contrastive_target_inside_the_set_keeps_it(cnn, image):
-    wrapper = ContrastiveAttributionWrapper("saliency", cnn, num_classes=2)
+    wrapper = ContrastiveAttributionWrapper("saliency", cnn, top_k=2)
     automatic = expected_contrastive_set(cnn, image, 2)
     least_probable = automatic[-1]
     result = wrapper.attribute(image, target=least_probable)
@@ -216,7 +216,7 @@ def test_contrastive_target_inside_the_set_keeps_it(cnn, image):
 def test_contrastive_restores_training_mode(image):
     model = DropoutBatchNormCNN().train()
     frozen = copy.deepcopy(model).eval()
-    wrapper = ContrastiveAttributionWrapper("saliency", model, num_classes=2)
+    wrapper = ContrastiveAttributionWrapper("saliency", model, top_k=2)
     result = wrapper.attribute(image)
     assert model.training
     classes = expected_contrastive_set(frozen, image, 2)
@@ -232,16 +232,24 @@ def test_contrastive_restores_training_mode(image):
         (2, 5, ValueError, "`target`"),
         (2, -1, ValueError, "`target`"),
         (2, 1.0, ValueError, "`target`"),
-        (5, None, ValueError, "`num_classes`"),
+        (5, None, ValueError, "`top_k`"),
     ],
 )
 def test_contrastive_bad_calls(cnn, image, num_classes, target, error, match):
-    wrapper = ContrastiveAttributionWrapper("saliency", cnn, num_classes=num_classes)
+    wrapper = ContrastiveAttributionWrapper("saliency", cnn, top_k=num_classes)
     with pytest.raises(error, match=match):
         wrapper.attribute(image, target)
 
 
 @pytest.mark.parametrize("num_classes, error", [(0, ValueError), (1.5, TypeError)])
 def test_contrastive_bad_num_classes(cnn, num_classes, error):
-    with pytest.raises(error, match="`num_classes`"):
-        ContrastiveAttributionWrapper("saliency", cnn, num_classes=num_classes)
+    with pytest.raises(error, match="`top_k`"):
+        ContrastiveAttributionWrapper("saliency", cnn, top_k=num_classes)
+
+
+def test_contrastive_accepts_the_original_keyword_num_classes(cnn, image):
+    with pytest.warns(FutureWarning, match="`top_k`"):
+        old = ContrastiveAttributionWrapper("saliency", cnn, num_classes=2)
+    new = ContrastiveAttributionWrapper("saliency", cnn, top_k=2)
+    torch.testing.assert_close(old.attribute(image), new.attribute(image))
+    assert old.last_classes == new.last_classes

@@ -3,27 +3,40 @@
 The public API is re-exported here::
 
     from var_utils import refine, attribute_classes, ClassSpecificAttributionWrapper, load_model
+
+The evaluation names (grid pointing game, localisation metrics) load on first
+use, so ``import var_utils`` stays light (no pandas).
 """
-from .engine import attribute_classes
+
+from __future__ import annotations
+
+import importlib
+
+from .datasets.photos import PHOTOS, half_and_half, load_image, load_photo
+from .engine import MAP_MODES, attribute_classes, base_and_var_maps
 from .explainers import VarExplainer, competing_classes
-from .features import shared_map
-from .gpg import evaluate_grid_pointing_game
-from .images import PHOTOS, half_and_half, load_image, load_photo
-from .metrics import localisation_scores, region_attribution
 from .methods import METHODS, AttributionMethod, get_method
 from .models import MODELS, load_model
-from .refine import class_distribution, refine, refine_all
+from .refine import class_distribution, refine, refine_all, shared_map
 from .wrappers import ClassSpecificAttributionWrapper, ContrastiveAttributionWrapper
 
+_LAZY = {
+    "evaluate_grid_pointing_game": "var_utils.evaluation.gpg",
+    "localisation_scores": "var_utils.evaluation.metrics",
+    "region_attribution": "var_utils.evaluation.metrics",
+}
+
 __all__ = [
+    "MAP_MODES",
     "METHODS",
     "MODELS",
     "PHOTOS",
     "AttributionMethod",
-    "VarExplainer",
     "ClassSpecificAttributionWrapper",
     "ContrastiveAttributionWrapper",
+    "VarExplainer",
     "attribute_classes",
+    "base_and_var_maps",
     "class_distribution",
     "competing_classes",
     "evaluate_grid_pointing_game",
@@ -34,7 +47,17 @@ __all__ = [
     "load_photo",
     "localisation_scores",
     "refine",
-    "region_attribution",
     "refine_all",
+    "region_attribution",
     "shared_map",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'var_utils' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,13 +1,24 @@
-"""The multi-class attribution engine: base maps of K classes for N images in shared passes."""
+"""The multi-class attribution engine: base maps of K classes for N images in shared passes, then VAR.
+
+:func:`attribute_classes` computes the base maps; :func:`base_and_var_maps` is the
+one place where base maps become VAR maps, used by the wrappers, the explainers,
+the grid pointing game, the evaluation tables and the demo.
+"""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ._checks import check_channels, check_class_set, check_images
-from .methods import AttributionMethod, attribution_mode, get_method
+from ._model_state import attribution_mode
+from ._validation import check_channels, check_choice, check_class_set, check_images, check_model
+from .methods import AttributionMethod, get_method
+from .refine import check_refine_settings, refine_all
+
+#: The two kinds of map every evaluation compares: the base method's and VAR's.
+MAP_MODES = ("base", "var")
 
 
 def class_matrix(classes: Sequence[int] | torch.Tensor, num_images: int, name: str = "classes") -> torch.Tensor:
@@ -72,8 +83,7 @@ def attribute_classes(
     >>> attribute_classes(model, torch.rand(2, 3, 8, 8), [0, 3, 4], "input_x_gradient").shape
     torch.Size([2, 3, 3, 8, 8])
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    check_model(model)
     inputs = check_images(inputs)
     check_channels(inputs, expected_channels(model))
     class_sets = class_matrix(classes, inputs.shape[0]).to(inputs.device)
@@ -81,3 +91,89 @@ def attribute_classes(
     with attribution_mode(model):
         maps = attribution_method.attribute(model, inputs.detach(), class_sets)
     return maps.detach()
+
+
+def var_from_base(
+    base: torch.Tensor, refine_settings: Mapping | None = None, *, n_classes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """VAR maps of every class from base maps (N, K, C', H, W).
+
+    Parameters
+    ----------
+    base : torch.Tensor
+        Base maps (N, K, C', H, W), e.g. of :func:`attribute_classes`.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    n_classes : torch.Tensor, optional
+        (N,) number of classes that really compete in each row; the columns
+        after them only pad the rows to one width and are left as they are.
+        A row with a single class has no competitor and keeps its base maps.
+        Default: all K classes compete in every row.
+
+    Returns
+    -------
+    torch.Tensor
+        The VAR maps, shape of ``base``.
+
+    Examples
+    --------
+    >>> base = torch.tensor([[[1.0], [0.1], [5.0]]])
+    >>> var_from_base(base, n_classes=torch.tensor([2]))
+    tensor([[[0.9997],
+             [0.0000],
+             [5.0000]]])
+    """
+    settings = check_refine_settings(refine_settings)
+    if n_classes is None:
+        return refine_all(base, class_dim=1, **settings)
+    refined = base.clone()
+    for count in set(n_classes.tolist()) - {1}:
+        rows = (n_classes == count).to(base.device)
+        refined[rows, :count] = refine_all(base[rows, :count], class_dim=1, **settings)
+    return refined
+
+
+def base_and_var_maps(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    classes: Sequence[int] | torch.Tensor,
+    method: str | AttributionMethod | Callable = "saliency",
+    refine_settings: Mapping | None = None,
+    *,
+    modes: Sequence[str] = MAP_MODES,
+    n_classes: torch.Tensor | None = None,
+    **method_kwargs,
+) -> dict[str, torch.Tensor]:
+    """Base maps of every class of a set and, from the same maps, their VAR maps.
+
+    Parameters
+    ----------
+    model, inputs, classes, method
+        As in :func:`attribute_classes`; ``method_kwargs`` configure a named method.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    modes : sequence of {"base", "var"}, default ("base", "var")
+        Which maps to return.
+    n_classes : torch.Tensor, optional
+        (N,) classes that really compete per image, see :func:`var_from_base`.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``{"base": ..., "var": ...}`` (those of ``modes``), each (N, K, C', H, W).
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    >>> maps = base_and_var_maps(model, torch.rand(2, 3, 8, 8), [0, 3], "input_x_gradient")
+    >>> maps["base"].shape, maps["var"].shape
+    (torch.Size([2, 2, 3, 8, 8]), torch.Size([2, 2, 3, 8, 8]))
+    """
+    for mode in modes:
+        check_choice(mode, "modes", MAP_MODES)
+    settings = check_refine_settings(refine_settings)
+    base = attribute_classes(model, inputs, classes, method, **method_kwargs)
+    maps = {"base": base}
+    if "var" in modes:
+        maps["var"] = var_from_base(base, settings, n_classes=n_classes)
+    return {mode: maps[mode] for mode in modes}

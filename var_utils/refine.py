@@ -10,19 +10,29 @@ and returns for the target class j
     V_j = A_j ⊙ M_j ⊙ 1[ M_j − 1/K > τ ].
 
 The output keeps the sign of ``A_j``; ``|·|`` is used inside the softmax only.
+:func:`shared_map` reads the same distribution the other way round: the evidence
+every class has where none of them wins. The formula, its defaults and the choice
+of ``normalize`` are explained in ``docs/method.md`` (sections 1 and 8).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from ._checks import check_choice, check_finite, check_positive
+from ._validation import check_choice, check_finite, check_positive
 
+DEFAULT_TAU = 0.01
+DEFAULT_TEMPERATURE = 0.1
 NORMALIZE_CHOICES = (None, "joint")
+#: The refine settings and their defaults (the original's t = 0.1 and τ = 0.01, no scaling).
+REFINE_DEFAULTS = {"tau": DEFAULT_TAU, "temperature": DEFAULT_TEMPERATURE, "use_abs": True, "normalize": None}
+
+Maps = torch.Tensor | Sequence[torch.Tensor]
 
 
-def _stack_maps(maps: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+def _stack_maps(maps: Maps) -> torch.Tensor:
     if isinstance(maps, torch.Tensor):
         return maps
     if isinstance(maps, (list, tuple)) and all(isinstance(m, torch.Tensor) for m in maps):
@@ -40,17 +50,67 @@ def _check_maps(maps: torch.Tensor, class_dim: int) -> int:
         raise ValueError(f"`class_dim` = {class_dim} is out of range for `maps` of shape {tuple(maps.shape)}.")
     class_dim %= maps.dim()
     if maps.shape[class_dim] < 2:
-        raise ValueError(
-            f"`maps` must hold at least two classes on dim {class_dim}, got shape {tuple(maps.shape)}."
-        )
+        raise ValueError(f"`maps` must hold at least two classes on dim {class_dim}, got shape {tuple(maps.shape)}.")
     check_finite(maps, "maps")
     return class_dim
 
 
+def _check_tau(tau: object) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"`tau` must be a real number, got {type(tau).__name__}.")
+    if tau != tau:
+        raise ValueError("`tau` must be a real number, got NaN.")
+    return float(tau)
+
+
+def _check_use_abs(use_abs: object) -> bool:
+    if not isinstance(use_abs, bool):
+        raise TypeError(f"`use_abs` must be True or False, got {use_abs!r}.")
+    return use_abs
+
+
+def check_refine_settings(given: Mapping | None = None, name: str = "refine_settings") -> dict:
+    """Complete refine settings with their defaults and check them, before any attribution runs.
+
+    Parameters
+    ----------
+    given : dict, optional
+        Some of ``tau``, ``temperature``, ``use_abs`` and ``normalize``.
+    name : str, default "refine_settings"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    dict
+        All four settings: ``given`` on top of :data:`REFINE_DEFAULTS`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``given`` is not a dict, has unknown keys, or a value is invalid.
+
+    Examples
+    --------
+    >>> check_refine_settings({"tau": 0.0})
+    {'tau': 0.0, 'temperature': 0.1, 'use_abs': True, 'normalize': None}
+    """
+    if given is not None and not isinstance(given, Mapping):
+        raise TypeError(f"`{name}` must be a dict or None, got {type(given).__name__}.")
+    unknown = sorted(set(given or {}) - set(REFINE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"`{name}` has unknown key(s) {unknown}; expected some of {sorted(REFINE_DEFAULTS)}.")
+    settings = {**REFINE_DEFAULTS, **(given or {})}
+    settings["tau"] = _check_tau(settings["tau"])
+    settings["temperature"] = check_positive(settings["temperature"], "temperature")
+    settings["use_abs"] = _check_use_abs(settings["use_abs"])
+    check_choice(settings["normalize"], "normalize", NORMALIZE_CHOICES)
+    return settings
+
+
 def class_distribution(
-    maps: torch.Tensor | Sequence[torch.Tensor],
+    maps: Maps,
     *,
-    temperature: float = 0.1,
+    temperature: float = DEFAULT_TEMPERATURE,
     use_abs: bool = True,
     normalize: str | None = None,
     class_dim: int = 0,
@@ -80,10 +140,17 @@ def class_distribution(
     -------
     torch.Tensor
         ``M`` with the shape of ``maps``; it sums to one over ``class_dim``.
+
+    Examples
+    --------
+    >>> class_distribution(torch.tensor([[0.0], [0.1]]))
+    tensor([[0.2689],
+            [0.7311]])
     """
     maps = _stack_maps(maps)
     class_dim = _check_maps(maps, class_dim)
     temperature = check_positive(temperature, "temperature")
+    _check_use_abs(use_abs)
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
     scores = maps.abs() if use_abs else maps
     if normalize == "joint":
@@ -95,10 +162,10 @@ def class_distribution(
 
 
 def refine_all(
-    maps: torch.Tensor | Sequence[torch.Tensor],
+    maps: Maps,
     *,
-    tau: float = 0.01,
-    temperature: float = 0.1,
+    tau: float = DEFAULT_TAU,
+    temperature: float = DEFAULT_TEMPERATURE,
     use_abs: bool = True,
     normalize: str | None = None,
     class_dim: int = 0,
@@ -125,10 +192,7 @@ def refine_all(
             [0.0000, 0.8992]])
     """
     maps = _stack_maps(maps)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise TypeError(f"`tau` must be a real number, got {type(tau).__name__}.")
-    if tau != tau:
-        raise ValueError("`tau` must be a real number, got NaN.")
+    tau = _check_tau(tau)
     distribution = class_distribution(
         maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
     )
@@ -138,21 +202,21 @@ def refine_all(
 
 
 def refine(
-    maps: torch.Tensor | Sequence[torch.Tensor],
+    maps: Maps,
     target_index: int,
     *,
-    tau: float = 0.01,
-    temperature: float = 0.1,
+    tau: float = DEFAULT_TAU,
+    temperature: float = DEFAULT_TEMPERATURE,
     use_abs: bool = True,
     normalize: str | None = None,
     class_dim: int = 0,
 ) -> torch.Tensor:
-    """VAR map of one class of the set (method.md §1).
+    """VAR map of one class of the set (``docs/method.md``, section 1).
 
     Parameters
     ----------
     maps : torch.Tensor or sequence of torch.Tensor
-        Base maps of the K competing classes, stacked on ``class_dim`` — e.g.
+        Base maps of the K competing classes, stacked on ``class_dim``, e.g.
         (K, C, H, W) for one image or (N, K, C, H, W) with ``class_dim=1``.
     target_index : int
         Position of the target class in the set (not its class index).
@@ -174,8 +238,52 @@ def refine(
     if isinstance(target_index, bool) or not isinstance(target_index, int):
         raise TypeError(f"`target_index` must be an int, got {type(target_index).__name__}.")
     if not 0 <= target_index < num_classes:
-        raise ValueError(f"`target_index` must be in 0..{num_classes - 1} (the class set's positions), got {target_index}.")
+        raise ValueError(
+            f"`target_index` must be in 0..{num_classes - 1} (the class set's positions), got {target_index}."
+        )
     refined = refine_all(
         maps, tau=tau, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
     )
     return refined.select(class_dim, target_index)
+
+
+def shared_map(
+    maps: Maps,
+    *,
+    tau: float = DEFAULT_TAU,
+    temperature: float = DEFAULT_TEMPERATURE,
+    use_abs: bool = True,
+    normalize: str | None = None,
+    class_dim: int = 0,
+) -> torch.Tensor:
+    """Evidence all classes of the set share: the positive part common to every map, where no class wins.
+
+    ``shared = min_k max(A_k, 0) ⊙ 1[ max_k M_k − 1/K ≤ τ ]``. It is zero
+    wherever some class wins (there the evidence is discriminative: the VAR
+    map), never exceeds any class's positive base map, and does not depend on
+    the order of the classes.
+
+    Parameters
+    ----------
+    maps, tau, temperature, use_abs, normalize, class_dim
+        As in :func:`refine_all` (base maps of K related classes).
+
+    Returns
+    -------
+    torch.Tensor
+        The shared map, shape of ``maps`` without ``class_dim``; non-negative.
+
+    Examples
+    --------
+    >>> shared_map(torch.tensor([[1.0, 0.9], [1.0, 0.1]]))
+    tensor([1., 0.])
+    """
+    maps = _stack_maps(maps)
+    tau = _check_tau(tau)
+    distribution = class_distribution(
+        maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
+    )
+    class_dim %= maps.dim()
+    no_winner = distribution.amax(dim=class_dim) - 1.0 / maps.shape[class_dim] <= tau
+    common = maps.clamp(min=0).amin(dim=class_dim)
+    return torch.where(no_winner, common, torch.zeros_like(common))

@@ -1,4 +1,5 @@
 """Wrappers with the original project's interface: a base method plus a class set gives VAR maps."""
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -6,14 +7,21 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_class_set, check_positive_int
-from .engine import attribute_classes
+from ._model_state import predict_logits
+from ._validation import check_class_set, check_model, check_positive_int, renamed_keywords
+from .engine import base_and_var_maps
 from .methods import AttributionMethod, get_method
-from .refine import refine_all
+from .refine import DEFAULT_TAU, DEFAULT_TEMPERATURE, check_refine_settings
 
 
 def as_single_image(image: torch.Tensor, name: str = "img") -> torch.Tensor:
-    """Return ``image`` as a (1, C, H, W) batch; accepts (C, H, W) or (1, C, H, W)."""
+    """Return ``image`` as a (1, C, H, W) batch; accepts (C, H, W) or (1, C, H, W).
+
+    Examples
+    --------
+    >>> as_single_image(torch.zeros(3, 4, 4)).shape
+    torch.Size([1, 3, 4, 4])
+    """
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(image).__name__}.")
     if image.dim() == 3:
@@ -37,21 +45,18 @@ class _VarWrapper:
         normalize: str | None,
         **method_kwargs,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
         self.method = get_method(base_method, **method_kwargs)
-        self.model = model
-        self.refine_settings = dict(tau=tau, temperature=temperature, use_abs=use_abs, normalize=normalize)
-        # Validate the refinement settings now rather than at the first call.
-        refine_all(torch.zeros(2, 1), **self.refine_settings)
+        self.model = check_model(model)
+        self.refine_settings = check_refine_settings(
+            {"tau": tau, "temperature": temperature, "use_abs": use_abs, "normalize": normalize}
+        )
 
-    def _base_maps(self, image: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-        """Base maps (K, C', H, W) of ``classes`` for one image."""
-        return attribute_classes(self.model, as_single_image(image), classes, self.method)[0]
-
-    def _var_maps(self, image: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-        """VAR maps (K, C', H, W) of ``classes`` for one image."""
-        return refine_all(self._base_maps(image, classes), **self.refine_settings)
+    def _maps(self, image: torch.Tensor, classes: Sequence[int], mode: str) -> torch.Tensor:
+        """Base or VAR maps (K, C', H, W) of ``classes`` for one image."""
+        maps = base_and_var_maps(
+            self.model, as_single_image(image), classes, self.method, self.refine_settings, modes=(mode,)
+        )
+        return maps[mode][0]
 
 
 class ClassSpecificAttributionWrapper(_VarWrapper):
@@ -59,24 +64,33 @@ class ClassSpecificAttributionWrapper(_VarWrapper):
 
     The model is put in eval mode for the attribution and restored afterwards.
 
-    Args:
-        base_method: a method name (``var_utils.METHODS``), an
-            :class:`AttributionMethod`, a Captum attribution object or a
-            callable ``(inputs, target) -> maps``.
-        model: the classifier (logits of shape (N, classes)).
-        class_indices: the K >= 2 distinct classes that compete.
-        tau: threshold ``τ`` on ``M − 1/K`` (default 0.01, as the original).
-        temperature: softmax temperature ``t`` (default 0.1, as the original).
-        use_abs: compare ``|A|`` across classes (default True).
-        normalize: ``None`` or ``"joint"`` (see :func:`var_utils.refine`).
-        **method_kwargs: settings of a named base method (``n_steps``, ``layer``, …).
+    Parameters
+    ----------
+    base_method : str, AttributionMethod, Captum attribution or callable
+        A method name (:data:`var_utils.METHODS`), an :class:`AttributionMethod`,
+        a Captum attribution object or a callable ``(inputs, target) -> maps``.
+    model : nn.Module
+        The classifier (logits of shape (N, classes)).
+    class_indices : sequence of int
+        The K >= 2 distinct classes that compete.
+    tau : float, default 0.01
+        Threshold ``τ`` on ``M − 1/K``, as the original.
+    temperature : float, default 0.1
+        Softmax temperature ``t``, as the original.
+    use_abs : bool, default True
+        Compare ``|A|`` across classes.
+    normalize : {None, "joint"}, default None
+        See :func:`var_utils.class_distribution`.
+    **method_kwargs
+        Settings of a named base method (``n_steps``, ``layer``, ...).
 
-    Example:
-        >>> from var_utils import load_model, half_and_half
-        >>> model = load_model("efficientnet_lite0")
-        >>> wrapper = ClassSpecificAttributionWrapper("gradcam", model, class_indices=[285, 967])
-        >>> wrapper.attribute(model.preprocess(half_and_half()), target=285).shape
-        torch.Size([1, 1, 224, 224])
+    Examples
+    --------
+    >>> from var_utils import load_model, half_and_half
+    >>> model = load_model("efficientnet_lite0")
+    >>> wrapper = ClassSpecificAttributionWrapper("gradcam", model, class_indices=[285, 967])
+    >>> wrapper.attribute(model.preprocess(half_and_half()), target=285).shape
+    torch.Size([1, 1, 224, 224])
     """
 
     def __init__(
@@ -84,9 +98,9 @@ class ClassSpecificAttributionWrapper(_VarWrapper):
         base_method: str | AttributionMethod | Callable,
         model: nn.Module,
         class_indices: Sequence[int],
-        tau: float = 0.01,
+        tau: float = DEFAULT_TAU,
         *,
-        temperature: float = 0.1,
+        temperature: float = DEFAULT_TEMPERATURE,
         use_abs: bool = True,
         normalize: str | None = None,
         **method_kwargs,
@@ -104,35 +118,49 @@ class ClassSpecificAttributionWrapper(_VarWrapper):
 
     def attribute_all(self, img: torch.Tensor) -> torch.Tensor:
         """VAR maps (K, C', H, W) of every class of the set, in the order of ``class_indices``."""
-        return self._var_maps(img, self.class_indices)
+        return self._maps(img, self.class_indices, "var")
 
     def base_maps(self, img: torch.Tensor) -> torch.Tensor:
         """The base method's maps (K, C', H, W) of every class of the set."""
-        return self._base_maps(img, self.class_indices)
+        return self._maps(img, self.class_indices, "base")
 
 
 class ContrastiveAttributionWrapper(_VarWrapper):
     """VAR maps against an automatically chosen class set.
 
-    The set is the ``num_classes`` most probable classes plus the least
-    probable one; a target outside them is put first (method.md §2). The set
-    used by the last call is kept in ``last_classes``. The model is put in
-    eval mode for the attribution and restored afterwards.
+    The set is the ``top_k`` most probable classes plus the least probable
+    one; a target outside them is put first (``docs/method.md``, section 2).
+    The set used by the last call is kept in ``last_classes``. The model is
+    put in eval mode for the attribution and restored afterwards.
 
-    Args:
-        base_method, model, tau, temperature, use_abs, normalize, **method_kwargs:
-            as in :class:`ClassSpecificAttributionWrapper`.
-        num_classes: how many top predictions compete (>= 1).
+    Parameters
+    ----------
+    base_method, model, tau, temperature, use_abs, normalize, **method_kwargs
+        As in :class:`ClassSpecificAttributionWrapper`.
+    top_k : int, default 2
+        How many top predictions compete (>= 1). The original calls it
+        ``num_classes``, which is accepted with a ``FutureWarning``.
+
+    Examples
+    --------
+    >>> from var_utils import load_model, load_photo
+    >>> model = load_model("efficientnet_lite0")
+    >>> wrapper = ContrastiveAttributionWrapper("gradcam", model, top_k=2)
+    >>> wrapper.attribute(model.preprocess(load_photo("chelsea"))).shape
+    torch.Size([1, 1, 224, 224])
+    >>> len(wrapper.last_classes)  # the top 2 and the least probable class
+    3
     """
 
+    @renamed_keywords(num_classes="top_k")
     def __init__(
         self,
         base_method: str | AttributionMethod | Callable,
         model: nn.Module,
-        tau: float = 0.01,
-        num_classes: int = 2,
+        tau: float = DEFAULT_TAU,
+        top_k: int = 2,
         *,
-        temperature: float = 0.1,
+        temperature: float = DEFAULT_TEMPERATURE,
         use_abs: bool = True,
         normalize: str | None = None,
         **method_kwargs,
@@ -140,25 +168,19 @@ class ContrastiveAttributionWrapper(_VarWrapper):
         super().__init__(
             base_method, model, tau=tau, temperature=temperature, use_abs=use_abs, normalize=normalize, **method_kwargs
         )
-        self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.top_k = check_positive_int(top_k, "top_k")
         self.last_classes: list[int] = []
 
     def select_classes(self, img: torch.Tensor, target: int | None = None) -> list[int]:
-        """The competing classes for ``img``: top ``num_classes`` predictions and the least probable class."""
-        image = as_single_image(img)
-        was_training = self.model.training
-        try:
-            with torch.no_grad():
-                logits = self.model.eval()(image)
-        finally:
-            self.model.train(was_training)
-        if logits.dim() != 2 or logits.shape[1] <= self.num_classes:
+        """The competing classes for ``img``: the ``top_k`` predictions and the least probable class."""
+        logits = predict_logits(self.model, as_single_image(img))
+        if logits.dim() != 2 or logits.shape[1] <= self.top_k:
             raise ValueError(
-                f"`model` must return (1, num_classes) logits with more than `num_classes`={self.num_classes} "
+                f"`model` must return (1, num_classes) logits with more than `top_k`={self.top_k} "
                 f"classes, got shape {tuple(logits.shape)}."
             )
         order = logits[0].argsort(descending=True).tolist()
-        classes = order[: self.num_classes] + order[-1:]
+        classes = order[: self.top_k] + order[-1:]
         if target is not None:
             if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < logits.shape[1]:
                 raise ValueError(f"`target` must be a class index in 0..{logits.shape[1] - 1}, got {target!r}.")
@@ -171,4 +193,4 @@ class ContrastiveAttributionWrapper(_VarWrapper):
         classes = self.select_classes(img, target)
         target = classes[0] if target is None else target
         self.last_classes = classes
-        return self._var_maps(img, classes)[classes.index(target)].unsqueeze(0)
+        return self._maps(img, classes, "var")[classes.index(target)].unsqueeze(0)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import AttributionMethod, attribution_mode
+from .._model_state import attribution_mode
+from .base import AttributionMethod
 from .gradcam import GradCAM, default_gradcam_layer
 from .gradient import InputXGradient, Saliency, SmoothGrad
 from .guided import GuidedBackprop, GuidedGradCAM
 from .integrated_gradients import IntegratedGradients
-from .repeated import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
+from .batched import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
 
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
@@ -35,8 +36,10 @@ def get_method(method: str | AttributionMethod | Callable, **kwargs) -> Attribut
     method : str, AttributionMethod, Captum attribution or callable
         A name from ``METHODS`` (settings from ``kwargs``), an
         :class:`AttributionMethod` instance, an object with an ``attribute``
-        method (Captum; ``kwargs`` go to its ``attribute``), or a callable
-        ``(inputs, target) -> maps``.
+        method (Captum; ``kwargs`` go to its ``attribute``, except ``name``), or
+        a callable ``(inputs, target) -> maps`` (``kwargs``: only ``name``).
+        A Captum object or a callable needs ``name`` for its results to be
+        recorded and resumed (:meth:`AttributionMethod.fingerprint`).
 
     Returns
     -------
@@ -61,7 +64,9 @@ def get_method(method: str | AttributionMethod | Callable, **kwargs) -> Attribut
     if callable(getattr(method, "attribute", None)):
         return CaptumMethod(method, **kwargs)
     if callable(method):
-        return CallableMethod(method)
+        if set(kwargs) - {"name"}:
+            raise TypeError(f"A callable method takes only `name=` as a setting, got {sorted(kwargs)}.")
+        return CallableMethod(method, **kwargs)
     raise TypeError(
         f"`method` must be a method name, an AttributionMethod, a Captum attribution object or a callable, "
         f"got {type(method).__name__}."

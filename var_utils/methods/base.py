@@ -7,41 +7,12 @@ model's parameters never require grad meanwhile.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
+import hashlib
 
 import torch
 from torch import nn
 
-from .._checks import check_classes_in_range, check_logits
-
-
-@contextlib.contextmanager
-def attribution_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Prepare ``model`` for attribution and restore it afterwards.
-
-    Inside the context the model is in eval mode, its parameters do not
-    require grad (so backward passes compute input gradients only) and
-    in-place activations are switched off (they break hooks and guided rules).
-    Training mode, ``requires_grad`` flags and ``inplace`` flags are restored
-    on exit, also when an error is raised.
-    """
-    was_training = model.training
-    grad_flags = [(p, p.requires_grad) for p in model.parameters()]
-    inplace_modules = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    try:
-        model.eval()
-        for parameter, _ in grad_flags:
-            parameter.requires_grad_(False)
-        for module in inplace_modules:
-            module.inplace = False
-        yield model
-    finally:
-        model.train(was_training)
-        for parameter, flag in grad_flags:
-            parameter.requires_grad_(flag)
-        for module in inplace_modules:
-            module.inplace = True
+from .._validation import check_classes_in_range, check_logits
 
 
 def selected_logits(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -72,20 +43,81 @@ def class_gradients(selected: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
     return torch.stack(gradients, dim=1)
 
 
+def _json_setting(value: object, key: str) -> object:
+    """A setting as a JSON value that identifies it; ``ValueError`` when it cannot be recorded faithfully."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_setting(item, key) for item in value]
+    if isinstance(value, dict):
+        return {str(name): _json_setting(item, key) for name, item in value.items()}
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous()
+        digest = hashlib.sha256(data.numpy().tobytes()).hexdigest()
+        return {"tensor": list(data.shape), "dtype": str(data.dtype), "sha256": digest}
+    if isinstance(value, nn.Module):
+        # A module's repr lists its type and structure (never a memory address).
+        return {"module": repr(value)}
+    raise ValueError(
+        f"setting `{key}` ({type(value).__name__}) cannot be recorded in a results file, so its results "
+        "cannot be resumed; run without `out`, or wrap the method as a callable with an explicit `name=`."
+    )
+
+
 class AttributionMethod:
     """Base class: base maps of K classes for N images.
 
-    Subclasses implement :meth:`attribute`; callers go through
-    :func:`var_utils.attribute_classes`, which validates the arguments and
-    puts the model in :func:`attribution_mode`.
+    Subclasses implement :meth:`attribute` and declare their settings in
+    :meth:`settings`; callers go through :func:`var_utils.attribute_classes`,
+    which validates the arguments and puts the model in
+    :func:`var_utils.methods.attribution_mode`.
+
+    Attributes
+    ----------
+    name : str
+        The method's name in :data:`var_utils.METHODS`.
+    performance_settings : tuple of str
+        Settings that change speed or memory but not the maps; results files
+        do not record them, so a run may resume with other values.
     """
 
     name = "base"
+    performance_settings: tuple[str, ...] = ()
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Return the (N, K, C', H, W) maps of ``classes`` (N, K) for ``inputs`` (N, C, H, W)."""
         raise NotImplementedError
 
+    def settings(self) -> dict[str, object]:
+        """The method's declared settings, by name (its constructor arguments)."""
+        return {}
+
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this method's maps, as JSON values: its name and the settings that change them.
+
+        Returns
+        -------
+        dict
+            ``{"method": name, "settings": {...}}``.
+
+        Raises
+        ------
+        ValueError
+            A setting cannot be recorded (e.g. an arbitrary object).
+
+        Examples
+        --------
+        >>> from var_utils.methods import IntegratedGradients
+        >>> IntegratedGradients(n_steps=16).fingerprint()
+        {'method': 'integrated_gradients', 'settings': {'n_steps': 16, 'baseline': None, 'rule': 'gausslegendre'}}
+        """
+        recorded = {
+            key: _json_setting(value, key)
+            for key, value in self.settings().items()
+            if key not in self.performance_settings
+        }
+        return {"method": self.name, "settings": recorded}
+
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings().items())
         return f"{type(self).__name__}({settings})"

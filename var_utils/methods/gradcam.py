@@ -118,6 +118,9 @@ class GradCAM(AttributionMethod):
         self.layer = layer
         self.relu = relu
 
+    def settings(self) -> dict[str, object]:
+        return {"layer": self.layer, "relu": self.relu}
+
     def attribute(self, model, inputs, classes):
         layer = resolve_layer(model, self.layer)
         activations, selected = layer_activations_and_logits(model, layer, inputs, classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
+from .._validation import check_positive_int
 from .base import AttributionMethod, class_gradients, selected_logits
 
 
@@ -25,6 +25,9 @@ class Saliency(AttributionMethod):
 
     def __init__(self, abs: bool = True) -> None:
         self.abs = abs
+
+    def settings(self) -> dict[str, object]:
+        return {"abs": self.abs}
 
     def attribute(self, model, inputs, classes):
         gradients = input_gradients(model, inputs, classes)
@@ -60,6 +63,9 @@ class SmoothGrad(AttributionMethod):
         self.noise_level = float(noise_level)
         self.abs = abs
         self.seed = seed
+
+    def settings(self) -> dict[str, object]:
+        return {"n_samples": self.n_samples, "noise_level": self.noise_level, "abs": self.abs, "seed": self.seed}
 
     def attribute(self, model, inputs, classes):
         generator = torch.Generator(device="cpu").manual_seed(self.seed)

@@ -94,5 +94,8 @@ class GuidedGradCAM(GradCAM):
     def __init__(self, layer=None) -> None:
         super().__init__(layer=layer, relu=True)
 
+    def settings(self) -> dict[str, object]:
+        return {"layer": self.layer}
+
     def attribute(self, model, inputs, classes):
         return guided_gradients(model, inputs, classes) * super().attribute(model, inputs, classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_positive_int
+from .._validation import check_choice, check_positive_int
 from .base import AttributionMethod, class_gradients, selected_logits
 
 INTEGRATION_RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -45,6 +45,7 @@ class IntegratedGradients(AttributionMethod):
     """
 
     name = "integrated_gradients"
+    performance_settings = ("internal_batch_size",)
 
     def __init__(
         self,
@@ -72,6 +73,14 @@ class IntegratedGradients(AttributionMethod):
                 f"`baseline` of shape {tuple(baseline.shape)} does not broadcast to the inputs' shape "
                 f"{tuple(inputs.shape)}."
             ) from None
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "n_steps": self.n_steps,
+            "baseline": self.baseline,
+            "rule": self.rule,
+            "internal_batch_size": self.internal_batch_size,
+        }
 
     def attribute(self, model, inputs, classes):
         baselines = self._baselines(inputs)

@@ -1,14 +1,11 @@
-"""Fashion-MNIST data and a small CNN for the statistical benchmarks.
-
-The CNN is plain convolutions and ReLUs ending in global average pooling, so
-it classifies single 28x28 images and 2x2 grids of 28-pixel cells (56x56)
-alike, and Grad-CAM on its last ReLU localises cells of such a grid.
+"""Fashion-MNIST data for the statistical benchmarks (the CNN trained on it is in :mod:`var_utils.models`).
 
 Normalisation is baked into :func:`load_fashion_mnist`: it returns images
 already normalised with :func:`normalize_fashion_mnist`. Images from elsewhere
 (pixels in [0, 1]) must go through :func:`normalize_fashion_mnist` before they
 reach the model.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,11 +14,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from torch import nn
 
-from var_utils._checks import check_tensor
-from var_utils._io import atomic_output_path
+from .._io import atomic_output_path
+from .._validation import check_tensor
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -42,9 +37,6 @@ FASHION_MNIST_STD = 0.3530
 #: Where the Debian package ``dataset-fashion-mnist`` installs the gzipped IDX files.
 DEBIAN_DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-#: Shipped weights live next to the package, in the repository's ``data`` folder.
-DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "data" / "fashion_mnist_cnn.safetensors"
-
 # The four uncompressed files torchvision's FashionMNIST reads from ROOT/FashionMNIST/raw/.
 _RAW_FILE_NAMES = (
     "train-images-idx3-ubyte",
@@ -52,69 +44,6 @@ _RAW_FILE_NAMES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-
-
-class FashionMNISTCNN(nn.Module):
-    """Small ReLU CNN for 1-channel Fashion-MNIST images of any size >= 4x4.
-
-    Layout: conv(32) - ReLU - maxpool - conv(64) - ReLU - maxpool -
-    ``features`` [conv(128) - ReLU - conv(128) - ReLU] - global average
-    pool - linear(10). Every ReLU is its own, non-inplace module, so hooks
-    and rule-based attribution (LRP, guided backprop) see each activation
-    exactly once. ``features`` runs at 1/4 of the input resolution: 7x7 for
-    28x28 images, 14x14 for 2x2 grids of 28-pixel cells.
-
-    Expects inputs normalised with :func:`normalize_fashion_mnist`.
-
-    Parameters
-    ----------
-    num_classes : int
-        Number of output logits.
-
-    Examples
-    --------
-    >>> model = FashionMNISTCNN()
-    >>> model(torch.zeros(2, 1, 56, 56)).shape
-    torch.Size([2, 10])
-    """
-
-    def __init__(self, num_classes: int = len(FASHION_MNIST_CLASSES)) -> None:
-        super().__init__()
-        self.blocks = nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.features = nn.Sequential(
-            nn.Conv2d(64, 128, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(128, 128, kernel_size=3, padding=1),
-            nn.ReLU(),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(128, num_classes)
-        # He initialisation keeps activations from shrinking through the ReLU stack;
-        # torch's default init made training markedly slower.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits of shape (N, num_classes) for images of shape (N, 1, H, W)."""
-        x = self.features(self.blocks(x))
-        return self.classifier(torch.flatten(self.pool(x), 1))
-
-    def gradcam_layer(self) -> nn.Module:
-        """Return the layer whose output Grad-CAM should use: the last ReLU.
-
-        Its output is the rectified last feature map, the activations Grad-CAM
-        weights by their pooled gradients.
-        """
-        return self.features[-1]
 
 
 def normalize_fashion_mnist(images: torch.Tensor) -> torch.Tensor:
@@ -237,41 +166,3 @@ def load_fashion_mnist(root: str | Path | None = None, train: bool = False) -> t
     dataset = FashionMNIST(str(root), train=train, download=False)
     images = normalize_fashion_mnist(dataset.data.unsqueeze(1).float() / 255.0)
     return images, dataset.targets.long()
-
-
-def load_fashion_mnist_cnn(weights_path: str | Path | None = None) -> FashionMNISTCNN:
-    """Return the trained :class:`FashionMNISTCNN` in eval mode.
-
-    Parameters
-    ----------
-    weights_path : str, Path or None
-        A safetensors file; ``None`` uses the shipped
-        ``data/fashion_mnist_cnn.safetensors``.
-
-    Returns
-    -------
-    FashionMNISTCNN
-        The model with its weights loaded, in eval mode.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the weights file does not exist.
-
-    Examples
-    --------
-    >>> model = load_fashion_mnist_cnn()
-    >>> model.training
-    False
-    """
-    if weights_path is not None and not isinstance(weights_path, (str, Path)):
-        raise TypeError(f"`weights_path` must be a str, Path or None, got {type(weights_path).__name__}.")
-    path = Path(weights_path) if weights_path is not None else DEFAULT_WEIGHTS_PATH
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Fashion-MNIST CNN weights not found at {path}. Create them with "
-            f"`python -m var_utils.train_fashion_mnist --out {path}`."
-        )
-    model = FashionMNISTCNN()
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()

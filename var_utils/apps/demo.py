@@ -4,6 +4,7 @@ Everything runs offline with EfficientNet-Lite0; ``run_demo`` writes the
 figures and a CSV to an output folder and returns the region attribution of
 every class on its own cell, base vs VAR.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +14,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._io import atomic_output_path
-from .engine import attribute_classes
-from .grids import compose_grid
-from .images import center_square, half_and_half, load_photo, unit_tensor
-from .metrics import region_attribution
-from .refine import refine_all
+from .._io import atomic_output_path
+from ..datasets.photos import half_and_half
+from ..engine import base_and_var_maps
+from ..datasets.grids import compose_grid
+from ..evaluation.gpg.sources import labelled_photo_cells
+from ..evaluation.metrics import region_attribution
+from ..models import load_model
+from ..viz import plot_class_maps
 
 DEMO_PHOTOS = ("chelsea", "coffee", "rocket", "camera")
 DEMO_METHODS: dict[str, dict] = {
@@ -29,39 +32,30 @@ DEMO_METHODS: dict[str, dict] = {
 HALF_AND_HALF_CLASSES = (285, 967)  # Egyptian cat (left half), espresso (right half)
 
 
-def top_class(model: nn.Module, image) -> int:
-    """The model's top-1 class for an RGB ``uint8`` photo, preprocessed by ``model.preprocess``."""
-    with torch.no_grad():
-        return int(model(model.preprocess(image)).argmax())
+def photo_grid(model: nn.Module, photos: Sequence[str] = DEMO_PHOTOS) -> tuple[torch.Tensor, list[int]]:
+    """A 2×2 grid of four offline photos at the model's input size, and the model's label of each cell.
 
+    The cells are those of Quad-Photos
+    (:func:`var_utils.evaluation.gpg.sources.labelled_photo_cells`): each photo
+    labelled by the model's top-1 prediction on the photo alone, cropped to
+    its centred square and resized to one cell.
 
-def photo_grid(model: nn.Module, photos: Sequence[str] = DEMO_PHOTOS, grid: tuple[int, int] = (2, 2)):
-    """A grid of offline photos at the model's input size and the model's label for each cell.
-
-    Each photo is labelled by the model's top-1 prediction on the photo alone,
-    then cropped to its centred square and resized to one cell.
+    Parameters
+    ----------
+    model : nn.Module
+        A model of :func:`var_utils.load_model` (needs ``.preprocess`` and ``.input_size``).
+    photos : sequence of str
+        Four names from :data:`var_utils.PHOTOS`.
 
     Returns
     -------
     tuple of torch.Tensor and list of int
         The (1, 3, H, W) normalised grid image and the cell labels in row-major order.
     """
-    if len(photos) != grid[0] * grid[1]:
-        raise ValueError(f"`photos` must name {grid[0] * grid[1]} photos for a {grid} grid, got {len(photos)}.")
-    cell_size = model.input_size // grid[0]
-    images = [load_photo(name) for name in photos]
-    labels = [top_class(model, image) for image in images]
-    cells = torch.stack([unit_tensor(center_square(image, cell_size)) for image in images])
-    return model.preprocess.normalize(compose_grid(cells, grid)).unsqueeze(0), labels
-
-
-def base_and_var_maps(
-    model: nn.Module, image: torch.Tensor, classes: Sequence[int], method: str, refine_settings: Mapping | None = None,
-    **method_kwargs,
-) -> dict[str, torch.Tensor]:
-    """Base and VAR maps, each (K, C', H, W), of the classes for one (1, C, H, W) image."""
-    base = attribute_classes(model, image, classes, method, **method_kwargs)[0]
-    return {"base": base, "var": refine_all(base, **(refine_settings or {}))}
+    if len(photos) != 4:
+        raise ValueError(f"`photos` must name 4 photos for a 2x2 grid, got {len(photos)}.")
+    cells, labels = labelled_photo_cells(model, photos)
+    return compose_grid(cells).unsqueeze(0), labels
 
 
 def region_table(
@@ -97,9 +91,6 @@ def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = D
         One row per (image, method, class): region attribution of the class
         on its own cell (grid) or half (half-and-half), base vs VAR.
     """
-    from .models import load_model
-    from .viz import plot_class_maps
-
     torch.manual_seed(0)
     output_dir = Path(output_dir)
     model = load_model("efficientnet_lite0")
@@ -109,7 +100,10 @@ def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = D
         "half_and_half": (model.preprocess(half_and_half()), list(HALF_AND_HALF_CLASSES), (1, 2)),
     }
     for scene, (image, classes, grid) in scenes.items():
-        maps = {method: base_and_var_maps(model, image, classes, method, **kwargs) for method, kwargs in methods.items()}
+        maps = {
+            method: {mode: m[0] for mode, m in base_and_var_maps(model, image, classes, method, **kwargs).items()}
+            for method, kwargs in methods.items()
+        }
         names = [model.class_names[c] for c in classes]
         tables.append(region_table(maps, names, grid).assign(image=scene))
         picture = model.preprocess.to_unit(image[0]).permute(1, 2, 0).numpy()

@@ -6,9 +6,14 @@ deep inside torch.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import warnings
+from typing import Callable, Sequence, TypeVar
 
 import torch
+from torch import nn
+
+Function = TypeVar("Function", bound=Callable)
 
 
 def check_tensor(value: object, name: str) -> torch.Tensor:
@@ -119,3 +124,106 @@ def check_grid(grid: object) -> tuple[int, int]:
     if len(grid) != 2:
         raise ValueError(f"`grid` must be a pair (n_rows, n_cols), got {grid!r}.")
     return check_positive_int(grid[0], "grid[0] (n_rows)"), check_positive_int(grid[1], "grid[1] (n_cols)")
+
+
+def check_model(model: object, name: str = "model") -> nn.Module:
+    """Return ``model`` if it is a ``torch.nn.Module``, else raise ``TypeError`` naming ``name``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`{name}` must be a torch.nn.Module, got {type(model).__name__}.")
+    return model
+
+
+def check_targets(targets: object, num_images: int, name: str = "targets") -> torch.Tensor:
+    """Check one non-negative integer class per image, shape (N,), and return it as int64."""
+    targets = check_tensor(targets, name)
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise TypeError(f"`{name}` must be an integer tensor (e.g. torch.long), got dtype {targets.dtype}.")
+    if targets.dim() != 1 or targets.shape[0] != num_images:
+        raise ValueError(
+            f"`{name}` must have shape (N,) = ({num_images},), one class per image, got shape {tuple(targets.shape)}."
+        )
+    if targets.numel() and int(targets.min()) < 0:
+        raise ValueError(f"`{name}` must hold non-negative class indices, got {int(targets.min())}.")
+    return targets.long()
+
+
+def channel_summed_maps(attributions: object, inputs: torch.Tensor, name: str = "attributions") -> torch.Tensor:
+    """Check attribution maps against ``inputs`` and sum them over channels.
+
+    Parameters
+    ----------
+    attributions : torch.Tensor
+        Shape (N, C', H, W) with C' equal to the inputs' C or 1, or (N, H, W).
+    inputs : torch.Tensor
+        The explained images, shape (N, C, H, W).
+    name : str, default "attributions"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        The channel-summed maps, shape (N, H, W).
+    """
+    attributions = check_tensor(attributions, name)
+    num_images, channels, height, width = inputs.shape
+    if attributions.dim() == 3:
+        attributions = attributions.unsqueeze(1)
+    valid = (
+        attributions.dim() == 4
+        and attributions.shape[0] == num_images
+        and attributions.shape[1] in (1, channels)
+        and tuple(attributions.shape[2:]) == (height, width)
+    )
+    if not valid:
+        raise ValueError(
+            f"`{name}` must have shape (N, C', H, W) with C' in {{1, {channels}}} or (N, H, W) matching the "
+            f"inputs (N={num_images}, H={height}, W={width}), got shape {tuple(attributions.shape)}."
+        )
+    if not attributions.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {attributions.dtype}.")
+    check_finite(attributions, name)
+    return attributions.sum(dim=1)
+
+
+def renamed_keywords(**renames: str) -> Callable[[Function], Function]:
+    """Accept the old name of renamed keyword arguments, with a ``FutureWarning``.
+
+    Parameters
+    ----------
+    **renames : str
+        ``old_name="new_name"`` pairs.
+
+    Returns
+    -------
+    callable
+        A decorator for functions (and ``__init__`` methods) whose keyword
+        ``new_name`` used to be called ``old_name``. Passing both raises
+        ``TypeError``.
+
+    Examples
+    --------
+    >>> @renamed_keywords(normalise="normalize")
+    ... def scale(x, normalize=False):
+    ...     return x / 2 if normalize else x
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     scale(4, normalise=True)
+    2.0
+    """
+
+    def decorate(function: Function) -> Function:
+        @functools.wraps(function)
+        def with_old_names(*args, **kwargs):
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"pass `{new}` only: `{old}` is its former name.")
+                warnings.warn(f"`{old}` is now called `{new}`; please pass `{new}=`.", FutureWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return with_old_names
+
+    return decorate

@@ -1,14 +1,15 @@
-"""Train the Fashion-MNIST CNN shipped in ``data/fashion_mnist_cnn.safetensors``.
+"""Train the Fashion-MNIST CNN whose weights ship as package data (``var_utils/data/fashion_mnist_cnn.safetensors``).
 
 Usage::
 
-    python -m var_utils.train_fashion_mnist --epochs 6 --out data/fashion_mnist_cnn.safetensors
+    python -m var_utils.apps.train_fashion_mnist --epochs 6 --out var_utils/data/fashion_mnist_cnn.safetensors
 
 Training is seeded and uses deterministic algorithms, so the same seed,
 epochs, thread count and torch version give the same weights: Adam with a
 cosine learning-rate decay, no augmentation. The script prints the test
 accuracy after every epoch and writes the weights atomically.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,23 +20,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from var_utils._io import atomic_output_path
-from var_utils.fashion_mnist import (
-    DEFAULT_WEIGHTS_PATH,
-    FashionMNISTCNN,
-    load_fashion_mnist,
-)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Return the fraction of ``images`` the model classifies as ``labels``."""
-    model.eval()
-    correct = sum(
-        int((model(images[start : start + batch_size]).argmax(1) == labels[start : start + batch_size]).sum())
-        for start in range(0, len(labels), batch_size)
-    )
-    return correct / len(labels)
+from .._io import atomic_output_path
+from ..datasets.fashion_mnist import load_fashion_mnist
+from ..evaluation.metrics import accuracy
+from ..models import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN
 
 
 def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_root: Path | None) -> FashionMNISTCNN:
@@ -76,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate, decayed to 0 by a cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder (default: cache)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS_PATH)
+    parser.add_argument("--out", type=Path, default=FASHION_MNIST_CNN_WEIGHTS)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         parser.error("--epochs and --batch-size must be >= 1 and --lr > 0")

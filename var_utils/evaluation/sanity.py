@@ -14,6 +14,7 @@ not on the other layers, and the model of a step is the same whichever steps are
 requested. Quantus ``MPRT(seed=s)`` seeds every layer with ``s + 1`` in the same
 way, so ``seed = s + 1`` here reproduces its randomised models.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,8 @@ from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from ._checks import check_images, check_tensor
-from .perturbation import attribution_maps_2d, check_targets
+from .._model_state import eval_mode
+from .._validation import channel_summed_maps, check_images, check_model, check_targets, check_tensor
 
 # Standard deviation of the normal draw for modules without ``reset_parameters``.
 FALLBACK_INIT_STD = 0.01
@@ -40,16 +41,6 @@ Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _has_own_parameters(module: nn.Module) -> bool:
     return next(module.parameters(recurse=False), None) is not None
-
-
-@contextlib.contextmanager
-def _train_flags_kept(model: nn.Module) -> Iterator[None]:
-    flags = {module: module.training for module in model.modules()}
-    try:
-        yield
-    finally:
-        for module, training in flags.items():
-            module.training = training
 
 
 def _forward_order(model: nn.Module, names: Sequence[str], example_input: torch.Tensor) -> list[str]:
@@ -66,8 +57,7 @@ def _forward_order(model: nn.Module, names: Sequence[str], example_input: torch.
     handles = [modules[name].register_forward_pre_hook(recorder(name)) for name in names]
     # eval + no_grad: the pass must not update batch-norm statistics or build a graph.
     try:
-        with _train_flags_kept(model), torch.no_grad():
-            model.eval()
+        with eval_mode(model), torch.no_grad():
             model(example_input)
     finally:
         for handle in handles:
@@ -103,8 +93,7 @@ def randomizable_layers(model: nn.Module, example_input: torch.Tensor | None = N
     >>> randomizable_layers(model, torch.zeros(1, 1, 3, 3))
     ['0', '3']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    check_model(model)
     names = [name for name, module in model.named_modules() if _has_own_parameters(module)]
     if example_input is None:
         return names
@@ -292,7 +281,7 @@ def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, absolut
 
 
 def _explained_maps(explain: Explainer, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    maps = attribution_maps_2d(explain(model, inputs, targets), inputs, name="explain(model, inputs, targets)")
+    maps = channel_summed_maps(explain(model, inputs, targets), inputs, name="explain(model, inputs, targets)")
     return maps.detach().cpu().double().numpy()
 
 

@@ -1,71 +1,32 @@
-"""Shared vs discriminative features, and actionable features (removing what VAR selects).
+"""Actionable features: remove the region VAR selects for a class and see whether the prediction changes.
 
 *Discriminative* evidence of a class is its VAR map: where it wins the local
-competition against the related classes. *Shared* evidence is what every
-class of the set has where none of them wins:
-
-    shared = min_k max(A_k, 0) ⊙ 1[ max_k M_k − 1/K ≤ τ ]
-
-with ``M`` the local class distribution of :func:`var_utils.refine.class_distribution`.
-It is zero wherever some class wins (there the evidence is discriminative), it
-never exceeds any class's positive base map, and it does not depend on the
-order of the classes.
+competition against related classes; the evidence they share is
+:func:`var_utils.shared_map`. :func:`actionable_removal` removes the VAR region
+and, as a control, an equal-area region chosen by the base map
+(``docs/method.md``, section 8).
 """
-from __future__ import annotations
 
-from typing import Sequence
+from __future__ import annotations
 
 import pandas as pd
 import torch
 from torch import nn
 
-from ._checks import check_images, check_logits
-from .perturbation import attribution_maps_2d, check_targets, remove_region
-from .refine import class_distribution
-
-
-def shared_map(
-    maps: torch.Tensor | Sequence[torch.Tensor],
-    *,
-    tau: float = 0.01,
-    temperature: float = 0.1,
-    use_abs: bool = True,
-    normalize: str | None = None,
-    class_dim: int = 0,
-) -> torch.Tensor:
-    """Evidence that all classes of the set share: the positive part common to every map, where no class wins.
-
-    Parameters
-    ----------
-    maps, tau, temperature, use_abs, normalize, class_dim
-        As in :func:`var_utils.refine_all` (base maps of K related classes).
-
-    Returns
-    -------
-    torch.Tensor
-        The shared map, shape of ``maps`` without ``class_dim``; non-negative.
-
-    Examples
-    --------
-    >>> shared_map(torch.tensor([[1.0, 0.9], [1.0, 0.1]]))
-    tensor([1., 0.])
-    """
-    maps = maps if isinstance(maps, torch.Tensor) else torch.stack(list(maps))
-    distribution = class_distribution(
-        maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
-    )
-    num_classes = maps.shape[class_dim]
-    no_winner = distribution.amax(dim=class_dim) - 1.0 / num_classes <= tau
-    common = maps.clamp(min=0).amin(dim=class_dim)
-    return torch.where(no_winner, common, torch.zeros_like(common))
+from .._validation import channel_summed_maps, check_images, check_logits, check_targets
+from .perturbation import pixel_ranks, remove_region
 
 
 def top_pixels_mask(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) mask of the ``counts[n]`` highest-scoring pixels of each (N, H, W) score map (ties: row-major)."""
-    order = scores.flatten(1).argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return (ranks < counts.view(-1, 1)).view_as(scores)
+    """(N, H, W) mask of the ``counts[n]`` highest-scoring pixels of each (N, H, W) score map (ties: row-major).
+
+    Examples
+    --------
+    >>> top_pixels_mask(torch.tensor([[[0.1, 0.9], [0.5, 0.9]]]), torch.tensor([2]))
+    tensor([[[False,  True],
+             [False,  True]]])
+    """
+    return (pixel_ranks(scores) < counts.view(-1, 1)).view_as(scores)
 
 
 def _prediction(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,8 +73,8 @@ def actionable_removal(
     """
     inputs = check_images(inputs)
     targets = check_targets(targets, inputs.shape[0])
-    var_region = attribution_maps_2d(var_maps, inputs, "var_maps") > 0
-    base_scores = attribution_maps_2d(base_maps, inputs, "base_maps")
+    var_region = channel_summed_maps(var_maps, inputs, "var_maps") > 0
+    base_scores = channel_summed_maps(base_maps, inputs, "base_maps")
     base_region = top_pixels_mask(base_scores, var_region.flatten(1).sum(dim=1))
     p_before, top_before = _prediction(model, inputs, targets)
     p_var, top_var = _prediction(model, remove_region(inputs, var_region, how=how), targets)

@@ -22,18 +22,34 @@ Conventions shared by every function here
 * Inputs may be ``torch.Tensor`` or ``numpy.ndarray`` of a floating dtype and
   must be finite. Results of the batched functions stay on the input's device.
 """
+
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_finite, check_grid, check_positive, check_positive_int, check_tensor
+from torch import nn
+
+from .._model_state import predict_logits
+from .._validation import (
+    check_choice,
+    check_finite,
+    check_grid,
+    check_model,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 BINARIZATIONS = ("mean", "top", "max")
+DEFAULT_TOP_FRACTION = 0.25
+DEFAULT_MAX_FRACTION = 0.5
+#: The binarisation settings of :func:`localisation_table` and their defaults.
+METRIC_DEFAULTS = {"binarization": "mean", "top_fraction": DEFAULT_TOP_FRACTION, "max_fraction": DEFAULT_MAX_FRACTION}
 Grid = tuple[int, int]
 
 
@@ -298,8 +314,8 @@ def binarize(
     attribution: torch.Tensor | np.ndarray,
     method: str = "mean",
     *,
-    top_fraction: float = 0.25,
-    max_fraction: float = 0.5,
+    top_fraction: float = DEFAULT_TOP_FRACTION,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
 ) -> torch.Tensor:
     """Binarise a map: its channel sum's positive pixels that pass a threshold.
 
@@ -391,14 +407,46 @@ def grid_cell_shares(
     return shares if is_batch else shares[0]
 
 
+def check_metric_settings(given: Mapping | None = None, name: str = "metric_settings") -> dict:
+    """Complete binarisation settings with their defaults and check them.
+
+    Parameters
+    ----------
+    given : dict, optional
+        Some of ``binarization``, ``top_fraction`` and ``max_fraction``.
+    name : str, default "metric_settings"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    dict
+        All three settings: ``given`` on top of :data:`METRIC_DEFAULTS`.
+
+    Examples
+    --------
+    >>> check_metric_settings({"binarization": "top"})
+    {'binarization': 'top', 'top_fraction': 0.25, 'max_fraction': 0.5}
+    """
+    if given is not None and not isinstance(given, Mapping):
+        raise TypeError(f"`{name}` must be a dict or None, got {type(given).__name__}.")
+    unknown = sorted(set(given or {}) - set(METRIC_DEFAULTS))
+    if unknown:
+        raise ValueError(f"`{name}` has unknown key(s) {unknown}; expected some of {sorted(METRIC_DEFAULTS)}.")
+    settings = {**METRIC_DEFAULTS, **(given or {})}
+    check_choice(settings["binarization"], "binarization", BINARIZATIONS)
+    settings["top_fraction"] = _check_fraction(settings["top_fraction"], "top_fraction")
+    settings["max_fraction"] = _check_fraction(settings["max_fraction"], "max_fraction")
+    return settings
+
+
 def localisation_scores(
     attribution: torch.Tensor | np.ndarray,
     cell: int,
     grid: Grid = (2, 2),
     *,
     binarization: str = "mean",
-    top_fraction: float = 0.25,
-    max_fraction: float = 0.5,
+    top_fraction: float = DEFAULT_TOP_FRACTION,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
 ) -> dict[str, float]:
     """All localisation scores of one map against its target cell.
 
@@ -445,8 +493,8 @@ def localisation_table(
     grid: Grid = (2, 2),
     *,
     binarization: str = "mean",
-    top_fraction: float = 0.25,
-    max_fraction: float = 0.5,
+    top_fraction: float = DEFAULT_TOP_FRACTION,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
 ) -> dict[str, torch.Tensor]:
     """Localisation scores of a batch of maps, vectorised over the batch.
 
@@ -484,3 +532,40 @@ def localisation_table(
     maps = _channel_sum(attributions, "attributions", batched=True)
     cells = _check_cells(cells, maps.shape[0], grid[0] * grid[1], maps.device)
     return _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """The fraction of ``images`` the model classifies as ``labels`` (top-1), in eval mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; its training flags are restored afterwards.
+    images : torch.Tensor
+        (N, C, H, W) inputs, already normalised for the model.
+    labels : torch.Tensor
+        (N,) class indices.
+    batch_size : int, default 1000
+        Images per forward pass.
+
+    Returns
+    -------
+    float
+        Top-1 accuracy in [0, 1].
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    >>> 0.0 <= accuracy(model, torch.rand(5, 1, 2, 2), torch.zeros(5, dtype=torch.long)) <= 1.0
+    True
+    """
+    check_model(model)
+    images, labels = check_tensor(images, "images"), check_tensor(labels, "labels")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"`labels` must have shape ({images.shape[0]},), one per image, got {tuple(labels.shape)}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    correct = sum(
+        int((predict_logits(model, chunk).argmax(dim=1).cpu() == chunk_labels.cpu()).sum())
+        for chunk, chunk_labels in zip(images.split(batch_size), labels.split(batch_size))
+    )
+    return correct / len(labels)

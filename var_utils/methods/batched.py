@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_classes_in_range, check_logits, check_positive_int
+from .._validation import check_classes_in_range, check_logits, check_positive_int
 from .base import AttributionMethod
 
 
@@ -91,6 +91,9 @@ class LRP(RepeatedInputMethod):
     def __init__(self, composite=None) -> None:
         self.composite = composite
 
+    def settings(self) -> dict[str, object]:
+        return {"composite": self.composite}
+
     def attribute_rows(self, model, inputs, targets):
         from zennit.attribution import Gradient
 
@@ -118,6 +121,9 @@ class DeepLift(RepeatedInputMethod):
     def __init__(self, baseline: torch.Tensor | float | None = None) -> None:
         self.baseline = baseline
 
+    def settings(self) -> dict[str, object]:
+        return {"baseline": self.baseline}
+
     def check_model(self, model, calls):
         reused = sorted({type(m).__name__ for m, count in calls.items() if count > 1 and not list(m.parameters())})
         if reused:
@@ -144,11 +150,15 @@ class Occlusion(RepeatedInputMethod):
     """
 
     name = "occlusion"
+    performance_settings = ("perturbations_per_eval",)
 
     def __init__(self, window: int | None = None, stride: int | None = None, perturbations_per_eval: int = 64) -> None:
         self.window = None if window is None else check_positive_int(window, "window")
         self.stride = None if stride is None else check_positive_int(stride, "stride")
         self.perturbations_per_eval = check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+
+    def settings(self) -> dict[str, object]:
+        return {"window": self.window, "stride": self.stride, "perturbations_per_eval": self.perturbations_per_eval}
 
     def attribute_rows(self, model, inputs, targets):
         from captum.attr import Occlusion as CaptumOcclusion
@@ -166,33 +176,73 @@ class Occlusion(RepeatedInputMethod):
         )
 
 
-class CaptumMethod(RepeatedInputMethod):
+class _NamedMethod(RepeatedInputMethod):
+    """A method whose behaviour its settings cannot describe: an explicit ``name`` identifies its results."""
+
+    def __init__(self, name: str | None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"`name` must be a non-empty string or None, got {name!r}.")
+        self.identifier = name
+
+    def fingerprint(self) -> dict[str, object]:
+        if self.identifier is None:
+            raise ValueError(
+                f"a {self.name} method has no settings that identify its maps; pass `name=` (e.g. "
+                "get_method(function, name='my_saliency_v1')) to record and resume its results."
+            )
+        return {"method": self.name, "name": self.identifier, "settings": super().fingerprint()["settings"]}
+
+
+class CaptumMethod(_NamedMethod):
     """Any Captum attribution object, called once with every image repeated K times.
 
-    Args:
-        attribution: e.g. ``captum.attr.IntegratedGradients(model)``.
-        **attribute_kwargs: passed to its ``attribute`` (``n_steps``, ``baselines``, …).
+    Parameters
+    ----------
+    attribution : captum.attr.Attribution
+        E.g. ``captum.attr.IntegratedGradients(model)``.
+    name : str, optional
+        Identifies the maps in results files (needed to resume a run).
+    **attribute_kwargs
+        Passed to its ``attribute`` (``n_steps``, ``baselines``, ...).
     """
 
     name = "captum"
 
-    def __init__(self, attribution, **attribute_kwargs) -> None:
+    def __init__(self, attribution, name: str | None = None, **attribute_kwargs) -> None:
         if not callable(getattr(attribution, "attribute", None)):
             raise TypeError(f"`attribution` must have an `attribute` method, got {type(attribution).__name__}.")
+        super().__init__(name)
         self.attribution = attribution
         self.attribute_kwargs = attribute_kwargs
+
+    def settings(self) -> dict[str, object]:
+        return {"attribution": type(self.attribution).__qualname__, **self.attribute_kwargs}
 
     def attribute_rows(self, model, inputs, targets):
         return self.attribution.attribute(inputs, target=targets, **self.attribute_kwargs)
 
 
-class CallableMethod(RepeatedInputMethod):
-    """A user function ``(inputs (M, C, H, W), target (M,) LongTensor) -> maps (M, C' , h, w)``."""
+class CallableMethod(_NamedMethod):
+    """A user function ``(inputs (M, C, H, W), target (M,) LongTensor) -> maps (M, C', h, w)``.
+
+    Parameters
+    ----------
+    function : callable
+        The attribution function.
+    name : str, optional
+        Identifies the maps in results files (needed to resume a run).
+    """
 
     name = "callable"
 
-    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str | None = None) -> None:
+        if not callable(function):
+            raise TypeError(f"`function` must be callable, got {type(function).__name__}.")
+        super().__init__(name)
         self.function = function
+
+    def settings(self) -> dict[str, object]:
+        return {"function": getattr(self.function, "__qualname__", type(self.function).__name__)}
 
     def attribute_rows(self, model, inputs, targets):
         return self.function(inputs, targets)

@@ -4,6 +4,7 @@ Each function runs several base methods, scores the target's base map and its
 VAR map the same way, and returns a tidy ``pandas.DataFrame`` with ``method``
 and ``mode`` columns, ready for ``groupby``.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -12,11 +13,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .engine import attribute_classes
-from .explainers import VarExplainer
-from .perturbation import MODES as CURVES
-from .perturbation import insertion_deletion
-from .refine import refine_all
+from ..engine import MAP_MODES, base_and_var_maps
+from ..explainers import VarExplainer
+from .perturbation import PERTURBATION_CURVES, insertion_deletion
 from .sanity import randomization_similarity
 
 
@@ -50,8 +49,8 @@ def target_maps(
     **method_kwargs,
 ) -> dict[str, torch.Tensor]:
     """Base and VAR maps (N, C', H, W) of each image's first class (its target), from one engine call."""
-    base = attribute_classes(model, inputs, class_sets, method, **method_kwargs)
-    return {"base": base[:, 0], "var": refine_all(base, class_dim=1, **(refine_settings or {}))[:, 0]}
+    maps = base_and_var_maps(model, inputs, class_sets, method, refine_settings, **method_kwargs)
+    return {mode: class_maps[:, 0] for mode, class_maps in maps.items()}
 
 
 def sanity_check_table(
@@ -67,7 +66,7 @@ def sanity_check_table(
     """Cascading randomisation similarity for every method, base vs VAR.
 
     ``class_sets`` (N, K) holds each image's target first (see
-    :func:`var_utils.explainers.competing_classes`); it stays fixed while the
+    :func:`var_utils.competing_classes`); it stays fixed while the
     model is randomised. Returns :func:`var_utils.sanity.randomization_similarity`
     rows with ``method`` and ``mode`` added.
     """
@@ -82,7 +81,7 @@ def sanity_check_table(
             seed=seed,
         ).assign(method=method, mode=mode)
         for method, kwargs in methods.items()
-        for mode in ("base", "var")
+        for mode in MAP_MODES
     ]
     return pd.concat(tables, ignore_index=True)
 
@@ -106,8 +105,8 @@ def perturbation_table(
     rows = []
     for method, kwargs in methods.items():
         for mode, maps in target_maps(model, inputs, class_sets, method, refine_settings, **kwargs).items():
-            for curve in CURVES:
-                result = insertion_deletion(model, inputs, maps, targets, mode=curve, step=step, batch_size=batch_size)
+            for curve in PERTURBATION_CURVES:
+                result = insertion_deletion(model, inputs, maps, targets, curve=curve, step=step, batch_size=batch_size)
                 rows += [
                     {"method": method, "mode": mode, "curve": curve, "sample": i, "auc": float(a)}
                     for i, a in enumerate(result.auc)

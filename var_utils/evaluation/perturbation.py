@@ -18,6 +18,7 @@ A "pixel" is a spatial position: all its channels change together.
 Substrates live in the space of ``inputs``: zeros on ImageNet-normalised
 inputs are the dataset's mean colour, not black.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,76 +29,27 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from ._checks import (
+from .._validation import (
+    channel_summed_maps,
     check_choice,
     check_classes_in_range,
-    check_finite,
     check_images,
     check_logits,
     check_positive,
     check_positive_int,
+    check_targets,
     check_tensor,
+    renamed_keywords,
 )
 
-MODES = ("deletion", "insertion")
+#: The two RISE curves. (The evaluation's map kinds are :data:`var_utils.MAP_MODES`.)
+PERTURBATION_CURVES = ("deletion", "insertion")
 REMOVAL_FILLS = ("blur", "grey", "zeros")
 BLUR_KERNEL_SIZE = 11
 BLUR_SIGMA = 5.0
 DEFAULT_NUM_STEPS = 100
 
 Substrate = Callable[[torch.Tensor], torch.Tensor]
-
-
-def attribution_maps_2d(attributions: object, inputs: torch.Tensor, name: str = "attributions") -> torch.Tensor:
-    """Check attributions against ``inputs`` and sum them over channels.
-
-    Parameters
-    ----------
-    attributions : torch.Tensor
-        Shape (N, C', H, W) with C' equal to the inputs' C or 1, or (N, H, W).
-    inputs : torch.Tensor
-        The explained images, shape (N, C, H, W).
-    name : str, default "attributions"
-        Argument name used in error messages.
-
-    Returns
-    -------
-    torch.Tensor
-        The channel-summed maps, shape (N, H, W).
-    """
-    attributions = check_tensor(attributions, name)
-    num_images, channels, height, width = inputs.shape
-    if attributions.dim() == 3:
-        attributions = attributions.unsqueeze(1)
-    valid = (
-        attributions.dim() == 4
-        and attributions.shape[0] == num_images
-        and attributions.shape[1] in (1, channels)
-        and tuple(attributions.shape[2:]) == (height, width)
-    )
-    if not valid:
-        raise ValueError(
-            f"`{name}` must have shape (N, C', H, W) with C' in {{1, {channels}}} or (N, H, W) matching the "
-            f"inputs (N={num_images}, H={height}, W={width}), got shape {tuple(attributions.shape)}."
-        )
-    if not attributions.is_floating_point():
-        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {attributions.dtype}.")
-    check_finite(attributions, name)
-    return attributions.sum(dim=1)
-
-
-def check_targets(targets: object, num_images: int, name: str = "targets") -> torch.Tensor:
-    """Check one non-negative integer class per image, shape (N,)."""
-    targets = check_tensor(targets, name)
-    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
-        raise TypeError(f"`{name}` must be an integer tensor (e.g. torch.long), got dtype {targets.dtype}.")
-    if targets.dim() != 1 or targets.shape[0] != num_images:
-        raise ValueError(
-            f"`{name}` must have shape (N,) = ({num_images},), one class per image, got shape {tuple(targets.shape)}."
-        )
-    if targets.numel() and int(targets.min()) < 0:
-        raise ValueError(f"`{name}` must hold non-negative class indices, got {int(targets.min())}.")
-    return targets.long()
 
 
 def blurred(inputs: torch.Tensor, *, kernel_size: int = BLUR_KERNEL_SIZE, sigma: float = BLUR_SIGMA) -> torch.Tensor:
@@ -131,9 +83,9 @@ def blurred(inputs: torch.Tensor, *, kernel_size: int = BLUR_KERNEL_SIZE, sigma:
     return gaussian_blur(inputs, [kernel_size, kernel_size], [sigma, sigma])
 
 
-def _substrate(inputs: torch.Tensor, mode: str, substrate: Substrate | None) -> torch.Tensor:
+def _substrate(inputs: torch.Tensor, curve: str, substrate: Substrate | None) -> torch.Tensor:
     if substrate is None:
-        return torch.zeros_like(inputs) if mode == "deletion" else blurred(inputs)
+        return torch.zeros_like(inputs) if curve == "deletion" else blurred(inputs)
     if not callable(substrate):
         raise TypeError(f"`substrate` must be a callable images -> images or None, got {type(substrate).__name__}.")
     background = check_tensor(substrate(inputs), "substrate(inputs)")
@@ -169,27 +121,48 @@ class _PerturbationPath:
         return torch.where(changed, self.end[samples], self.start[samples])
 
 
+def pixel_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """Rank of every pixel by decreasing score, per image; ties keep row-major order (stable sort).
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        (N, H, W) or (N, P) pixel scores.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, P) int64: 0 for each image's highest-scoring pixel.
+
+    Examples
+    --------
+    >>> pixel_ranks(torch.tensor([[[0.1, 0.9], [0.5, 0.9]]]))
+    tensor([[3, 0, 2, 1]])
+    """
+    order = torch.sort(scores.flatten(1), dim=1, descending=True, stable=True).indices
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
+
+
 def _perturbation_path(
-    inputs: torch.Tensor, attributions: object, mode: str, step: int | None, substrate: Substrate | None
+    inputs: torch.Tensor, attributions: object, curve: str, step: int | None, substrate: Substrate | None
 ) -> _PerturbationPath:
     inputs = check_images(inputs)
-    maps = attribution_maps_2d(attributions, inputs).to(inputs.device)
-    check_choice(mode, "mode", MODES)
+    maps = channel_summed_maps(attributions, inputs).to(inputs.device)
+    check_choice(curve, "curve", PERTURBATION_CURVES)
     num_pixels = maps[0].numel()
     step = _resolve_step(step, num_pixels)
-    background = _substrate(inputs, mode, substrate)
-    start, end = (inputs, background) if mode == "deletion" else (background, inputs)
-    order = torch.sort(maps.flatten(1), dim=1, descending=True, stable=True).indices
-    positions = torch.arange(num_pixels, device=order.device).expand_as(order)
-    ranks = torch.empty_like(order).scatter_(1, order, positions)
-    return _PerturbationPath(start, end, ranks, step, math.ceil(num_pixels / step))
+    background = _substrate(inputs, curve, substrate)
+    start, end = (inputs, background) if curve == "deletion" else (background, inputs)
+    return _PerturbationPath(start, end, pixel_ranks(maps), step, math.ceil(num_pixels / step))
 
 
+@renamed_keywords(mode="curve")
 def perturbation_images(
     inputs: torch.Tensor,
     attributions: torch.Tensor,
     *,
-    mode: str = "deletion",
+    curve: str = "deletion",
     step: int | None = None,
     substrate: Substrate | None = None,
     steps: Sequence[int] | None = None,
@@ -202,7 +175,7 @@ def perturbation_images(
 
     Parameters
     ----------
-    inputs, attributions, mode, step, substrate
+    inputs, attributions, curve, step, substrate
         As in :func:`insertion_deletion`.
     steps : sequence of int, optional
         Step indices in ``0 .. n_steps`` to build; all of them by default.
@@ -220,7 +193,7 @@ def perturbation_images(
     tensor([[1., 0.],
             [0., 1.]])
     """
-    path = _perturbation_path(inputs, attributions, mode, step, substrate)
+    path = _perturbation_path(inputs, attributions, curve, step, substrate)
     requested = list(range(path.num_steps + 1) if steps is None else steps)
     if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= path.num_steps for i in requested):
         raise ValueError(f"`steps` must be a sequence of int step indices in 0..{path.num_steps}, got {requested}.")
@@ -243,7 +216,7 @@ class PerturbationCurves:
     auc : torch.Tensor
         Area under each curve, shape (N,): trapezoid rule on the x-axis
         ``i / n_steps`` in [0, 1] (RISE's normalisation by the number of steps).
-    mode : str
+    curve : str
         "deletion" or "insertion".
     step : int
         Pixels changed per step.
@@ -251,7 +224,7 @@ class PerturbationCurves:
 
     curves: torch.Tensor
     auc: torch.Tensor
-    mode: str
+    curve: str
     step: int
 
     @property
@@ -265,13 +238,14 @@ class PerturbationCurves:
         return torch.linspace(0.0, 1.0, self.n_steps + 1, dtype=self.curves.dtype)
 
 
+@renamed_keywords(mode="curve")
 def insertion_deletion(
     model: nn.Module,
     inputs: torch.Tensor,
     attributions: torch.Tensor,
     targets: torch.Tensor,
     *,
-    mode: str = "deletion",
+    curve: str = "deletion",
     step: int | None = None,
     substrate: Substrate | None = None,
     batch_size: int = 64,
@@ -290,9 +264,9 @@ def insertion_deletion(
         to order the pixels (decreasing; ties in row-major order).
     targets : torch.Tensor
         Class index per image, integer tensor (N,).
-    mode : {"deletion", "insertion"}, default "deletion"
+    curve : {"deletion", "insertion"}, default "deletion"
         Deletion goes from the image to the substrate, insertion from the
-        substrate to the image.
+        substrate to the image. Formerly ``mode``.
     step : int, optional
         Pixels (spatial positions) changed per step; the curve has
         ``n_steps + 1`` points with ``n_steps = ceil(H * W / step)``, the last
@@ -320,7 +294,7 @@ def insertion_deletion(
     >>> result.curves.shape, result.auc.shape
     (torch.Size([1, 5]), torch.Size([1]))
     """
-    path = _perturbation_path(inputs, attributions, mode, step, substrate)
+    path = _perturbation_path(inputs, attributions, curve, step, substrate)
     targets = check_targets(targets, inputs.shape[0]).to(inputs.device)
     batch_size = check_positive_int(batch_size, "batch_size")
     num_points = path.num_steps + 1
@@ -335,7 +309,7 @@ def insertion_deletion(
             probabilities.append(logits.softmax(dim=1).gather(1, chunk_targets).squeeze(1).cpu())
     curves = torch.cat(probabilities).view(inputs.shape[0], num_points)
     auc = torch.trapezoid(curves, dx=1.0 / path.num_steps, dim=1)
-    return PerturbationCurves(curves=curves, auc=auc, mode=mode, step=path.step)
+    return PerturbationCurves(curves=curves, auc=auc, curve=curve, step=path.step)
 
 
 def _region_mask(mask: object, inputs: torch.Tensor) -> torch.Tensor:

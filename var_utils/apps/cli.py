@@ -1,0 +1,128 @@
+"""Command line: ``python -m var_utils demo`` and ``python -m var_utils gpg`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..datasets.grids import GRID_PROTOCOLS
+from ..evaluation.gpg import (
+    DEFAULT_MODELS,
+    GPG_METRICS,
+    GRID_SOURCES,
+    evaluate_grid_pointing_game,
+    grid_source,
+    summarize,
+)
+from ..evaluation.metrics import BINARIZATIONS
+from ..methods import METHODS
+from ..models import MODELS, load_model
+
+GPG_DEFAULT_METHODS = "gradcam,saliency,input_x_gradient,guided_backprop,integrated_gradients"
+
+
+def _demo(arguments: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    table = run_demo(arguments.out)
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    print(f"\nFigures and region_attribution.csv written to {arguments.out}/")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _method_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown}; expected a comma-separated list from {sorted(METHODS)}"
+        )
+    return names
+
+
+def _format_summary(summary) -> str:
+    shown = summary[["method", "mode", "n"]].copy()
+    for metric in GPG_METRICS:
+        pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_se"])
+        shown[metric] = [f"{mean:.3f} ± {error:.3f}" for mean, error in pairs]
+    return shown.to_string(index=False)
+
+
+def _gpg(arguments: argparse.Namespace) -> None:
+    if arguments.source == "imagenet" and arguments.root is None:
+        arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
+    grids = grid_source(
+        arguments.source,
+        model,
+        n_grids=arguments.grids,
+        protocol=arguments.protocol,
+        seed=arguments.seed,
+        root=arguments.root,
+    )
+    methods = {name: {} for name in arguments.methods}
+    if "integrated_gradients" in methods:
+        methods["integrated_gradients"] = {"n_steps": arguments.n_steps}
+    given = {"tau": arguments.tau, "temperature": arguments.temperature, "normalize": arguments.normalize}
+    # Unset options fall back to refine_all's defaults.
+    refine_settings = {key: value for key, value in given.items() if value is not None}
+    if arguments.signed:
+        refine_settings["use_abs"] = False
+    out = arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
+    table = evaluate_grid_pointing_game(
+        model,
+        grids,
+        methods,
+        refine_settings=refine_settings,
+        metric_settings={} if arguments.binarization is None else {"binarization": arguments.binarization},
+        batch_size=arguments.batch_size,
+        out=out,
+        progress=not arguments.no_progress,
+    )
+    print(_format_summary(summarize(table)))
+    print(f"\n{len(table)} rows in {out}")
+
+
+def _add_gpg_parser(commands) -> None:
+    gpg = commands.add_parser(
+        "gpg",
+        help="grid pointing game: base vs VAR localisation on 2x2 grids",
+        description="Grid pointing game: base vs VAR localisation on 2x2 grids. Rerunning with the same --out resumes.",
+    )
+    add = gpg.add_argument
+    add("--source", choices=GRID_SOURCES, default="fashion_mnist", help="grid source (default: fashion_mnist)")
+    add("--methods", type=_method_names, default=GPG_DEFAULT_METHODS, help=f"comma-separated; {GPG_DEFAULT_METHODS}")
+    add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
+    add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
+    add("--seed", type=int, default=42, help="shuffle seed (default: 42)")
+    add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    add("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
+    add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
+    add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
+    add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    add("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
+    add("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
+    add("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax")
+    add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
+    add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: mean)")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    gpg.set_defaults(run=_gpg, error=gpg.error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m var_utils`` and the ``var-utils`` script."""
+    parser = argparse.ArgumentParser(prog="python -m var_utils", description="VAR: class-relevant saliency maps.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the offline demo (EfficientNet-Lite0, photos) and write figures")
+    demo.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    demo.set_defaults(run=_demo)
+    _add_gpg_parser(commands)
+    arguments = parser.parse_args(argv)
+    arguments.run(arguments)
+    return 0

@@ -1,0 +1,1 @@
+"""Data sources: offline photos, Fashion-MNIST, ImageNet validation layouts, and grids composed from any of them."""

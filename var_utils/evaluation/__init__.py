@@ -1,0 +1,2 @@
+"""Evaluation of base and VAR maps: localisation metrics, the grid pointing game, sanity checks,
+insertion/deletion, shared and actionable features, and the base-vs-VAR tables that combine them."""

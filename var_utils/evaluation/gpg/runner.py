@@ -1,0 +1,358 @@
+"""The grid pointing game run: one batch loop over grids and methods, scored, stored and summarised.
+
+:func:`grid_base_maps` is the one loop every run goes through: it batches the
+grids, skips the (grid, method) pairs that are done, and yields one method's
+base maps for a batch at a time. :func:`evaluate_grid_pointing_game` scores
+those maps and their VAR maps; :func:`var_utils.evaluation.gpg.sensitivity.refine_sensitivity`
+scores them under several refine settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..._validation import check_choice, check_model, check_positive_int
+from ...datasets.grids import collate_grids
+from ...engine import MAP_MODES, var_from_base
+from ...methods import AttributionMethod, get_method
+from ...refine import check_refine_settings
+from ..metrics import check_metric_settings
+from .scoring import GPG_METRICS, GridBaseMaps, GridScorer
+from .store import ResultStore
+
+Pending = Callable[[int, str], bool]
+
+
+def build_methods(methods: object) -> dict[str, AttributionMethod]:
+    """Methods of a run from ``{name: settings}``; a ``"method"`` entry runs a method under another name.
+
+    Parameters
+    ----------
+    methods : dict of str to dict
+        E.g. ``{"gradcam": {}, "ig128": {"method": "integrated_gradients", "n_steps": 128}}``.
+
+    Returns
+    -------
+    dict of str to AttributionMethod
+        The built methods, in the given order.
+    """
+    if not isinstance(methods, Mapping) or not methods:
+        raise TypeError(
+            "`methods` must be a non-empty dict of name -> settings, e.g. "
+            "{'gradcam': {}, 'integrated_gradients': {'n_steps': 16}}; got "
+            f"{methods!r}."
+        )
+    built = {}
+    for name, settings in methods.items():
+        if not isinstance(name, str) or (settings is not None and not isinstance(settings, Mapping)):
+            raise TypeError(f"`methods` must map str names to dicts of settings, got {name!r}: {settings!r}.")
+        settings = dict(settings or {})
+        built[name] = get_method(settings.pop("method", name), **settings)
+    return built
+
+
+def _check_modes(modes: object) -> tuple[str, ...]:
+    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
+        raise TypeError(f"`modes` must be a non-empty sequence from {list(MAP_MODES)}, got {modes!r}.")
+    for mode in modes:
+        check_choice(mode, "modes", MAP_MODES)
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"`modes` must not repeat a mode, got {list(modes)}.")
+    return tuple(modes)
+
+
+def _check_grids(grids: object) -> None:
+    if isinstance(grids, torch.utils.data.Dataset):
+        if len(grids) == 0:
+            raise ValueError("`grids` is empty: there is no grid to evaluate.")
+    elif isinstance(grids, (str, bytes)) or not isinstance(grids, Iterable):
+        raise TypeError(
+            "`grids` must be a Dataset of GridSample or an iterable of (images, labels) batches, "
+            f"got {type(grids).__name__}."
+        )
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _batches(
+    grids: object, batch_size: int, pending: Callable[[int], bool], run_ids: list[int]
+) -> tuple[Iterator[tuple[list[int], torch.Tensor, torch.Tensor]], int | None]:
+    """(grid ids, images, labels) batches and their number of grids (None if unknown).
+
+    A dataset is indexed directly and only grids with work left are loaded;
+    an iterable of (images, labels, ...) batches is read whole, its grids
+    numbered in order. ``run_ids`` collects the ids of the run's grids.
+    """
+    if isinstance(grids, torch.utils.data.Dataset):
+        run_ids.extend(range(len(grids)))
+        todo = [index for index in run_ids if pending(index)]
+
+        def from_dataset():
+            for ids in _chunks(todo, batch_size):
+                images, labels, _ = collate_grids([grids[index] for index in ids])
+                yield list(ids), images, labels
+
+        return from_dataset(), len(todo)
+
+    def from_iterable():
+        for batch in grids:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise TypeError(
+                    "each batch of `grids` must be a tuple (images, labels, ...), as collate_grids returns."
+                )
+            images, labels = batch[0], torch.as_tensor(batch[1])
+            ids = list(range(len(run_ids), len(run_ids) + len(images)))
+            run_ids.extend(ids)
+            yield ids, images, labels
+
+    return from_iterable(), None
+
+
+def grid_base_maps(
+    scorer: GridScorer,
+    grids: torch.utils.data.Dataset | Iterable,
+    methods: Mapping[str, AttributionMethod],
+    *,
+    batch_size: int,
+    progress: bool,
+    description: str,
+    pending: Pending | None = None,
+    run_ids: list[int] | None = None,
+) -> Iterator[GridBaseMaps]:
+    """The batch loop of every grid pointing game run: base maps per batch of grids and method.
+
+    Parameters
+    ----------
+    scorer : GridScorer
+        Computes the base maps.
+    grids : Dataset of GridSample or iterable of batches
+        As in :func:`evaluate_grid_pointing_game`.
+    methods : dict of str to AttributionMethod
+        The methods, by name.
+    batch_size : int
+        Grids per attribution call (datasets only).
+    progress : bool
+        Show a tqdm progress bar.
+    description : str
+        The progress bar's label.
+    pending : callable, optional
+        ``pending(grid_id, method_name)``: whether that pair still needs work
+        (default: every pair). Grids of a dataset without pending work are not loaded.
+    run_ids : list of int, optional
+        Filled with the ids of the run's grids.
+
+    Yields
+    ------
+    GridBaseMaps
+        One method's base maps of the pending grids of a batch, batches in
+        grid order and methods in ``methods`` order within a batch.
+    """
+    pending = pending or (lambda _index, _name: True)
+    run_ids = [] if run_ids is None else run_ids
+    batches, total = _batches(grids, batch_size, lambda index: any(pending(index, n) for n in methods), run_ids)
+    with tqdm(total=total, unit="grid", desc=description, disable=not progress) as bar:
+        for ids, images, labels in batches:
+            for name, method in methods.items():
+                todo = [position for position, index in enumerate(ids) if pending(index, name)]
+                if todo:
+                    yield scorer.base_maps(name, method, [ids[p] for p in todo], images[todo], labels[todo])
+            bar.update(len(ids))
+
+
+def run_settings(
+    model: nn.Module, grids: object, methods: Mapping[str, AttributionMethod], modes: Sequence[str], **settings: dict
+) -> dict:
+    """The fingerprint a run records with its results (see :mod:`var_utils.evaluation.gpg.store`).
+
+    The model is recorded by its ``name`` (set by :func:`var_utils.load_model`,
+    else its class name) and the grids by their ``description`` (None for an
+    iterable of batches). A method whose maps its settings cannot identify
+    (a callable or Captum object without ``name=``) raises ``ValueError``.
+    """
+    fingerprints = {}
+    for name, method in methods.items():
+        try:
+            fingerprints[name] = method.fingerprint()
+        except ValueError as error:
+            raise ValueError(f"method {name!r} cannot be recorded with the results in `out`: {error}") from None
+    return {
+        "model": getattr(model, "name", None) or type(model).__qualname__,
+        "source": getattr(grids, "description", None),
+        "modes": list(modes),
+        **settings,
+        "methods": fingerprints,
+    }
+
+
+def _ordered(table: pd.DataFrame, method_names: Sequence[str], modes: Sequence[str]) -> pd.DataFrame:
+    ranks = {"method": {n: i for i, n in enumerate(method_names)}, "mode": {m: i for i, m in enumerate(modes)}}
+
+    def rank(column: pd.Series) -> pd.Series:
+        return column.map(ranks[column.name]) if column.name in ranks else column
+
+    return table.sort_values(["grid", "method", "mode", "cell"], key=rank, kind="stable").reset_index(drop=True)
+
+
+def scorer_for(model: nn.Module, grids: object, metric_settings: Mapping | None, grid: tuple[int, int] | None):
+    """A :class:`GridScorer` with checked settings; the layout is ``grid``, else ``grids.grid``, else 2×2."""
+    check_model(model)
+    _check_grids(grids)
+    return GridScorer(model, check_metric_settings(metric_settings), tuple(grid or getattr(grids, "grid", (2, 2))))
+
+
+def evaluate_grid_pointing_game(
+    model: nn.Module,
+    grids: torch.utils.data.Dataset | Iterable,
+    methods: Mapping[str, Mapping | None],
+    *,
+    modes: Sequence[str] = MAP_MODES,
+    refine_settings: Mapping | None = None,
+    metric_settings: Mapping | None = None,
+    batch_size: int = 16,
+    out: str | Path | None = None,
+    progress: bool = True,
+    grid: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """Play the grid pointing game: localisation of base and VAR maps, cell by cell.
+
+    For every batch of grids and every method, the base maps of each grid's
+    distinct labels come from one :func:`var_utils.attribute_classes` call; VAR
+    (:func:`var_utils.engine.var_from_base`) reuses them. Each cell is scored
+    with its label's map (see :mod:`var_utils.evaluation.gpg.scoring` on
+    repeated labels and single-class grids).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; grids are moved to its device.
+    grids : Dataset of GridSample or iterable of batches
+        A :class:`~var_utils.datasets.grids.GridDataset` (grid ids are its
+        indices; with ``out``, finished grids are not even loaded), or an
+        iterable of ``(images (B, C, H, W), labels (B, n_cells), ...)`` batches
+        such as a ``DataLoader`` with ``collate_fn=collate_grids`` (grid ids
+        count up from 0).
+    methods : dict of str to dict
+        Method name -> its settings, e.g. ``{"gradcam": {}, "integrated_gradients":
+        {"n_steps": 16}}``. A ``"method"`` entry runs a method under another
+        name: ``{"ig128": {"method": "integrated_gradients", "n_steps": 128}}``;
+        a callable or Captum object also needs ``"name"`` to be recorded in ``out``.
+    modes : sequence of {"base", "var"}
+        Which maps to score.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    metric_settings : dict, optional
+        ``binarization``, ``top_fraction``, ``max_fraction`` of
+        :func:`var_utils.evaluation.metrics.localisation_table`.
+    batch_size : int
+        Grids per attribution call (datasets only; batches of an iterable are used as they come).
+    out : str or Path, optional
+        CSV written as the run goes and read back to resume; its settings are
+        recorded next to it (:mod:`var_utils.evaluation.gpg.store`).
+    progress : bool
+        Show a tqdm progress bar.
+    grid : tuple of int, optional
+        ``(rows, cols)``; default ``grids.grid`` if present, else (2, 2).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`: one row
+        per grid × cell × method × mode of this run (rows read back from
+        ``out`` included), sorted by grid, method (in ``methods`` order), mode
+        and cell.
+
+    Examples
+    --------
+    >>> from var_utils import load_model
+    >>> from var_utils.evaluation.gpg import fashion_mnist_grids, summarize
+    >>> grids = fashion_mnist_grids(n_grids=4)
+    >>> table = evaluate_grid_pointing_game(load_model("fashion_mnist_cnn"), grids, {"gradcam": {}}, progress=False)
+    >>> summarize(table)[["method", "mode", "n"]]
+        method  mode   n
+    0  gradcam  base  16
+    1  gradcam   var  16
+    """
+    scorer = scorer_for(model, grids, metric_settings, grid)
+    attribution_methods = build_methods(methods)
+    modes = _check_modes(modes)
+    refine_settings = check_refine_settings(refine_settings)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    fingerprint = None
+    if out is not None:
+        fingerprint = run_settings(
+            model,
+            grids,
+            attribution_methods,
+            modes,
+            refine_settings=refine_settings,
+            metric_settings=scorer.metric_settings,
+        )
+    results = ResultStore(out, fingerprint)
+    done = results.completed()
+    run_ids: list[int] = []
+    for batch in grid_base_maps(
+        scorer,
+        grids,
+        attribution_methods,
+        batch_size=batch_size,
+        progress=progress,
+        description="grid pointing game",
+        pending=lambda index, name: (index, name) not in done,
+        run_ids=run_ids,
+    ):
+        var = var_from_base(batch.base, refine_settings, n_classes=batch.n_classes) if "var" in modes else None
+        results.add(
+            pd.concat([scorer.rows(batch, mode, batch.base if mode == "base" else var) for mode in modes], ignore_index=True)
+        )
+    table = results.table()
+    selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)
+    return _ordered(table[selected], list(attribution_methods), modes)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error of every metric per method and mode.
+
+    The standard error is ``std(ddof=1) / sqrt(n)`` over the rows (cells) of a
+    group; cells of one grid are not independent, so it is a rough guide.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table of :func:`evaluate_grid_pointing_game`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, mode) in order of appearance; columns ``method``,
+        ``mode``, ``n`` and ``<metric>_mean``, ``<metric>_se`` for every metric
+        of :data:`~var_utils.evaluation.gpg.scoring.GPG_METRICS`.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"method": ["m"] * 2, "mode": ["base"] * 2, **{k: [0.0, 1.0] for k in GPG_METRICS}})
+    >>> summarize(table)[["method", "mode", "n", "pointing_mean", "pointing_se"]]
+      method  mode  n  pointing_mean  pointing_se
+    0      m  base  2            0.5          0.5
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"`table` must be a pandas DataFrame, got {type(table).__name__}.")
+    missing = sorted({"method", "mode", *GPG_METRICS} - set(table.columns))
+    if missing:
+        raise ValueError(f"`table` lacks the column(s) {missing}; expected a table of evaluate_grid_pointing_game.")
+    if table.empty:
+        raise ValueError("`table` is empty: there is nothing to summarise.")
+    grouped = table.groupby(["method", "mode"], sort=False)[list(GPG_METRICS)]
+    means, errors = grouped.mean(), grouped.sem()
+    summary = pd.DataFrame({"n": grouped.size()})
+    for metric in GPG_METRICS:
+        summary[f"{metric}_mean"] = means[metric]
+        summary[f"{metric}_se"] = errors[metric]
+    return summary.reset_index()

@@ -1,0 +1,170 @@
+"""Scoring of the grid pointing game: each cell's label's map against that cell.
+
+A grid's class set is its distinct cell labels (:func:`grid_class_sets`). The
+base maps are computed once per distinct label and every cell is scored with
+its label's map: two cells of one class share a map, each scored on its own
+cell. VAR lets the distinct classes compete, so K is the number of distinct
+labels (column ``n_classes``); a grid with one distinct class has no
+competitor and its VAR rows repeat its base scores (``docs/method.md``,
+sections 2 and 5).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..._model_state import model_device
+from ...engine import attribute_classes
+from ...methods import AttributionMethod
+from ..metrics import localisation_table
+
+GPG_METRICS = ("region_attribution", "precision", "recall", "f1", "iou", "pointing")
+GPG_COLUMNS = ("grid", "cell", "label", "n_classes", "method", "mode", *GPG_METRICS)
+_INTEGER_COLUMNS = ("grid", "cell", "label", "n_classes")
+
+
+def grid_class_sets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct class sets of a batch of grids, padded to one width for the engine.
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        Cell labels, shape (N, n_cells), integer.
+
+    Returns
+    -------
+    classes : torch.Tensor
+        (N, K) distinct classes per grid: first its distinct labels in order of
+        appearance, then filler classes (the smallest indices not among them).
+        K is the largest number of distinct labels in the batch, at least 2.
+        Fillers only pad the rows; their maps are never used.
+    positions : torch.Tensor
+        (N, n_cells): column of ``classes`` that holds each cell's label.
+    n_classes : torch.Tensor
+        (N,): number of distinct labels per grid.
+
+    Examples
+    --------
+    >>> classes, positions, n_classes = grid_class_sets(torch.tensor([[3, 3, 5, 7], [1, 1, 1, 1]]))
+    >>> classes
+    tensor([[3, 5, 7],
+            [1, 0, 2]])
+    >>> positions
+    tensor([[0, 0, 1, 2],
+            [0, 0, 0, 0]])
+    >>> n_classes
+    tensor([3, 1])
+    """
+    rows = labels.tolist()
+    distinct = [list(dict.fromkeys(row)) for row in rows]
+    width = max([2, *(len(row) for row in distinct)])
+    padded = [
+        row + list(itertools.islice((c for c in itertools.count() if c not in row), width - len(row)))
+        for row in distinct
+    ]
+    positions = [[row.index(label) for label in cells] for cells, row in zip(rows, distinct)]
+    return (
+        torch.tensor(padded, dtype=torch.long),
+        torch.tensor(positions, dtype=torch.long),
+        torch.tensor([len(row) for row in distinct], dtype=torch.long),
+    )
+
+
+def _cell_maps(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(N * n_cells, C', H, W): each cell's label's map, from (N, K, C', H, W) maps."""
+    rows = torch.arange(maps.shape[0], device=maps.device)[:, None]
+    return maps[rows, positions.to(maps.device)].flatten(0, 1)
+
+
+def typed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's :data:`GPG_COLUMNS` in order, with one dtype per column whatever the table came from."""
+    types = {
+        **dict.fromkeys(_INTEGER_COLUMNS, "int64"),
+        "method": str,
+        "mode": str,
+        **dict.fromkeys(GPG_METRICS, "float64"),
+    }
+    return table[list(GPG_COLUMNS)].astype(types)
+
+
+@dataclass(frozen=True)
+class GridBaseMaps:
+    """The base maps of one method for a batch of grids, with what scoring them needs.
+
+    Attributes
+    ----------
+    method : str
+        The method's name in the run.
+    grid_ids : list of int
+        Id of each grid of the batch.
+    labels : torch.Tensor
+        (N, n_cells) cell labels.
+    base : torch.Tensor
+        (N, K, C', H, W) base maps of each grid's distinct labels (then fillers).
+    positions : torch.Tensor
+        (N, n_cells) column of ``base`` that holds each cell's label.
+    n_classes : torch.Tensor
+        (N,) distinct labels per grid.
+    """
+
+    method: str
+    grid_ids: list[int]
+    labels: torch.Tensor
+    base: torch.Tensor
+    positions: torch.Tensor
+    n_classes: torch.Tensor
+
+
+@dataclass(frozen=True)
+class GridScorer:
+    """Computes the base maps of a batch of grids and scores maps cell by cell.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The classifier; grids are moved to its device.
+    metric_settings : dict
+        Binarisation settings of :func:`var_utils.evaluation.metrics.localisation_table`.
+    grid : tuple of int
+        ``(rows, cols)`` of every grid.
+    """
+
+    model: nn.Module
+    metric_settings: dict
+    grid: tuple[int, int]
+
+    def base_maps(
+        self, name: str, method: AttributionMethod, grid_ids: list[int], images: torch.Tensor, labels: torch.Tensor
+    ) -> GridBaseMaps:
+        """Base maps of each grid's distinct labels, from one :func:`var_utils.attribute_classes` call."""
+        n_cells = self.grid[0] * self.grid[1]
+        if labels.dim() != 2 or labels.shape[1] != n_cells:
+            raise ValueError(
+                f"grid labels must have shape (N, {n_cells}) for grid {self.grid}, got {tuple(labels.shape)}."
+            )
+        classes, positions, n_classes = grid_class_sets(labels)
+        device = model_device(self.model)
+        base = attribute_classes(self.model, images.to(device), classes.to(device), method)
+        return GridBaseMaps(name, grid_ids, labels, base, positions, n_classes)
+
+    def rows(self, batch: GridBaseMaps, mode: str, maps: torch.Tensor) -> pd.DataFrame:
+        """Scores of one kind of maps (base or VAR, shaped like ``batch.base``), one row per cell."""
+        n_cells = self.grid[0] * self.grid[1]
+        cells = torch.arange(n_cells).repeat(len(batch.grid_ids))
+        scores = localisation_table(_cell_maps(maps, batch.positions), cells, self.grid, **self.metric_settings)
+        columns = {
+            "grid": np.repeat(batch.grid_ids, n_cells),
+            "cell": cells.numpy(),
+            "label": batch.labels.flatten().numpy(),
+            "n_classes": np.repeat(batch.n_classes.numpy(), n_cells),
+            "method": batch.method,
+            "mode": mode,
+        }
+        columns.update({metric: scores[metric].double().cpu().numpy() for metric in GPG_METRICS})
+        return typed_table(pd.DataFrame(columns))
