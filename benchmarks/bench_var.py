@@ -26,6 +26,7 @@ Usage::
     python benchmarks/bench_var.py --repeats 11 --skip-memory
     python benchmarks/bench_var.py --threads 1 --clock cpu   # steadier on a shared, loaded machine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -47,9 +48,10 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from var_utils import attribute_classes, load_model, load_photo  # noqa: E402
 from var_utils.fashion_mnist import FashionMNISTCNN, load_fashion_mnist  # noqa: E402
 from var_utils.grids import compose_grid  # noqa: E402
+
+from var_utils import attribute_classes, load_model, load_photo  # noqa: E402
 from var_utils.methods import default_gradcam_layer  # noqa: E402
 from var_utils.methods.guided import GuidedReluMode  # noqa: E402
 
@@ -321,8 +323,15 @@ def reset_peak_rss() -> None:
         clear_refs.write("5")
 
 
-def ig_peak_increase_mb(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, implementation: str,
-                        n_steps: int, internal_batch_size: int | None, threads: int) -> float:
+def ig_peak_increase_mb(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    classes: torch.Tensor,
+    implementation: str,
+    n_steps: int,
+    internal_batch_size: int | None,
+    threads: int,
+) -> float:
     """Run in a fresh process: peak resident memory of one K-class IG call above the memory before it, in MB.
 
     A baseline forward pass first loads the kernels and the thread pool; then
@@ -335,8 +344,9 @@ def ig_peak_increase_mb(model: nn.Module, inputs: torch.Tensor, classes: torch.T
     reset_peak_rss()
     before = process_memory_kb("VmRSS")
     if implementation == "ours":
-        attribute_classes(model, inputs, classes, "integrated_gradients", n_steps=n_steps,
-                          internal_batch_size=internal_batch_size)
+        attribute_classes(
+            model, inputs, classes, "integrated_gradients", n_steps=n_steps, internal_batch_size=internal_batch_size
+        )
     else:
         from captum.attr import IntegratedGradients
 
@@ -385,8 +395,20 @@ def measure_memory_table(context, case: Case, internal_batch_size: int) -> None:
         peaks = []
         for n_steps in MEMORY_STEPS:
             with context.Pool(1) as pool:
-                peaks.append(pool.apply(ig_peak_increase_mb, (case.model, case.inputs, case.classes, implementation,
-                                                              n_steps, batch_size, torch.get_num_threads())))
+                peaks.append(
+                    pool.apply(
+                        ig_peak_increase_mb,
+                        (
+                            case.model,
+                            case.inputs,
+                            case.classes,
+                            implementation,
+                            n_steps,
+                            batch_size,
+                            torch.get_num_threads(),
+                        ),
+                    )
+                )
         ratio = peaks[-1] / peaks[0]
         if implementation == "ours":
             verdict = ("pass" if abs(ratio - 1) <= 0.10 else "FAIL") + " (target: within 10 %)"
@@ -399,8 +421,10 @@ def measure_memory_table(context, case: Case, internal_batch_size: int) -> None:
 
 
 def measure_gpg(model: nn.Module, num_grids: int, internal_batch_size: int, clock: str) -> None:
-    print(f"\nGrid pointing game runner on {num_grids} Fashion-MNIST 2x2 grids (base and VAR maps, batch_size=16, "
-          f"one run per method, {clock} clock)")
+    print(
+        f"\nGrid pointing game runner on {num_grids} Fashion-MNIST 2x2 grids (base and VAR maps, batch_size=16, "
+        f"one run per method, {clock} clock)"
+    )
     try:
         from var_utils.gpg import evaluate_grid_pointing_game, fashion_mnist_grids
     except ImportError as error:
@@ -409,8 +433,9 @@ def measure_gpg(model: nn.Module, num_grids: int, internal_batch_size: int, cloc
     grids = fashion_mnist_grids(n_grids=num_grids)
     for method in TARGETS:
         settings = method_settings(method, internal_batch_size)
-        elapsed = seconds(lambda: evaluate_grid_pointing_game(model, grids, {method: settings}, progress=False),
-                          CLOCKS[clock])
+        elapsed = seconds(
+            lambda: evaluate_grid_pointing_game(model, grids, {method: settings}, progress=False), CLOCKS[clock]
+        )
         print(f"  {method:<22} {num_grids / elapsed:>8.1f} grids/s")
 
 
@@ -432,16 +457,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per method (default 7)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds before them (default 2)")
-    parser.add_argument("--ig-repeats", type=int, default=3,
-                        help="timed rounds of integrated gradients on EfficientNet-Lite0 (default 3); the check "
-                        "run is its only warm-up")
+    parser.add_argument(
+        "--ig-repeats",
+        type=int,
+        default=3,
+        help="timed rounds of integrated gradients on EfficientNet-Lite0 (default 3); the check "
+        "run is its only warm-up",
+    )
     parser.add_argument("--ig-batch", type=int, default=8, help="our internal_batch_size for integrated gradients")
     parser.add_argument("--grid-batch", type=int, default=16, help="grids in the batched Fashion-MNIST case")
     parser.add_argument("--gpg-grids", type=int, default=32, help="grids for the grid pointing game throughput")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                        help="wall-clock time, or this process's CPU time (steadier on a shared machine with "
-                        "--threads 1)")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall-clock time, or this process's CPU time (steadier on a shared machine with --threads 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 2 timed rounds, smaller batches")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak memory measurement")
     args = parser.parse_args(argv)
@@ -460,11 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    print(f"torch {torch.__version__}, torch threads: {torch.get_num_threads()}, CPU: {cpu_model()} "
-          f"({os.cpu_count()} logical cores), load average {load}")
-    print(f"K = {NUM_CLASSES} classes; integrated gradients: {IG_STEPS} steps, ours with internal_batch_size="
-          f"{args.ig_batch}; {args.warmup} warm-up (the equality check included) + {args.repeats} timed rounds, "
-          f"alternating ours / original; {args.clock} clock, medians\n")
+    print(
+        f"torch {torch.__version__}, torch threads: {torch.get_num_threads()}, CPU: {cpu_model()} "
+        f"({os.cpu_count()} logical cores), load average {load}"
+    )
+    print(
+        f"K = {NUM_CLASSES} classes; integrated gradients: {IG_STEPS} steps, ours with internal_batch_size="
+        f"{args.ig_batch}; {args.warmup} warm-up (the equality check included) + {args.repeats} timed rounds, "
+        f"alternating ours / original; {args.clock} clock, medians\n"
+    )
 
     fashion, weights_note = fashion_model()
     print(f"Fashion-MNIST CNN: {weights_note}")
@@ -473,9 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     if args.ig_batch < IG_STEPS:
-        print(f"\nintegrated_gradients: ours with internal_batch_size={IG_STEPS} (the original's batches) matches the "
-              f"original to {RELATIVE_TOLERANCE:.0e}; timed with {args.ig_batch}, it matches to "
-              f"{CHUNKED_TOLERANCE:.0e} (float32 kernels depend on the batch size).")
+        print(
+            f"\nintegrated_gradients: ours with internal_batch_size={IG_STEPS} (the original's batches) matches the "
+            f"original to {RELATIVE_TOLERANCE:.0e}; timed with {args.ig_batch}, it matches to "
+            f"{CHUNKED_TOLERANCE:.0e} (float32 kernels depend on the batch size)."
+        )
     failed = [f"{row.method} on {row.case}" for row in rows if not row.passed]
     missed = f"; missed: {', '.join(failed)}" if failed else ""
     print(f"\n{len(rows) - len(failed)}/{len(rows)} speed-up targets met{missed}")

@@ -1,4 +1,5 @@
 """Shared fixtures: small seeded CNNs and the pretrained EfficientNet-Lite0 (loaded once per session)."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -7,6 +7,7 @@ closed forms (IG of a linear model, IG completeness, the LRP-ε formula written
 out in numpy, the guided-backprop rule of a one-hidden-layer network) and hand
 loops over the documented SmoothGrad noise.
 """
+
 from __future__ import annotations
 
 import captum.attr as ca
@@ -17,8 +18,8 @@ from torch import nn
 from zennit.composites import LayerMapComposite
 from zennit.rules import Epsilon
 
-from var_utils.engine import attribute_classes, class_matrix, expected_channels
 from var_utils.datasets.photos import center_square, load_photo, unit_tensor
+from var_utils.engine import attribute_classes, class_matrix, expected_channels
 from var_utils.methods import (
     METHODS,
     CallableMethod,
@@ -230,8 +231,17 @@ def linear_model(seed: int = 0) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("baseline", [None, 0.5, torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)])
-@pytest.mark.parametrize("rule, n_steps", [("gausslegendre", 3), ("riemann_left", 4), ("riemann_right", 2),
-                                           ("riemann_middle", 5), ("riemann_trapezoid", 2), ("riemann_trapezoid", 9)])
+@pytest.mark.parametrize(
+    "rule, n_steps",
+    [
+        ("gausslegendre", 3),
+        ("riemann_left", 4),
+        ("riemann_right", 2),
+        ("riemann_middle", 5),
+        ("riemann_trapezoid", 2),
+        ("riemann_trapezoid", 9),
+    ],
+)
 def test_integrated_gradients_of_linear_model_is_exact(rule, n_steps, baseline):
     model = linear_model()
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -302,8 +312,9 @@ def test_lrp_epsilon_matches_formula(bias, epsilon):
     composite = LayerMapComposite(layer_map=[(nn.Linear, Epsilon(epsilon=epsilon))])
     maps = attribute_classes(model, x, [0, 1, 3], "lrp", composite=composite)
     for k, target in enumerate([0, 1, 3]):
-        np.testing.assert_allclose(maps[:, k].numpy(), lrp_epsilon_by_hand(model, x, target, epsilon), rtol=1e-4,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            maps[:, k].numpy(), lrp_epsilon_by_hand(model, x, target, epsilon), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_lrp_relevance_sums_to_the_logit_without_bias():
@@ -318,8 +329,9 @@ def test_lrp_relevance_sums_to_the_logit_without_bias():
 
 def test_smoothgrad_without_noise_is_saliency(plain_cnn, small_images):
     for use_abs in (True, False):
-        smooth = attribute_classes(plain_cnn, small_images, CLASSES, "smoothgrad", noise_level=0.0, n_samples=3,
-                                   abs=use_abs)
+        smooth = attribute_classes(
+            plain_cnn, small_images, CLASSES, "smoothgrad", noise_level=0.0, n_samples=3, abs=use_abs
+        )
         plain = attribute_classes(plain_cnn, small_images, CLASSES, "saliency", abs=use_abs)
         torch.testing.assert_close(smooth, plain)
 
@@ -335,8 +347,16 @@ def test_smoothgrad_is_seeded(plain_cnn, small_images):
 @pytest.mark.parametrize("use_abs", [True, False])
 def test_smoothgrad_equals_hand_loop_over_its_noise(plain_cnn, small_images, use_abs):
     n_samples, noise_level, seed = 4, 0.2, 3
-    maps = attribute_classes(plain_cnn, small_images, CLASSES, "smoothgrad", n_samples=n_samples,
-                             noise_level=noise_level, abs=use_abs, seed=seed)
+    maps = attribute_classes(
+        plain_cnn,
+        small_images,
+        CLASSES,
+        "smoothgrad",
+        n_samples=n_samples,
+        noise_level=noise_level,
+        abs=use_abs,
+        seed=seed,
+    )
     # Documented noise: torch.randn((n_samples, N, C, H, W)) from a CPU generator seeded with ``seed``,
     # scaled by noise_level × (max − min) of each image.
     noise = torch.randn((n_samples, *small_images.shape), generator=torch.Generator().manual_seed(seed))
@@ -528,13 +548,25 @@ BAD_CALLS = [
     ("IG n_steps 0", dict(method="integrated_gradients", settings=dict(n_steps=0)), ValueError, "`n_steps`"),
     ("IG n_steps float", dict(method="integrated_gradients", settings=dict(n_steps=2.0)), TypeError, "`n_steps`"),
     ("IG unknown rule", dict(method="integrated_gradients", settings=dict(rule="simpson")), ValueError, "`rule`"),
-    ("IG trapezoid 1 step", dict(method="integrated_gradients", settings=dict(n_steps=1, rule="riemann_trapezoid")),
-     ValueError, "`n_steps`"),
-    ("IG baseline shape", dict(method="integrated_gradients", settings=dict(baseline=torch.zeros(2, 2))),
-     ValueError, "`baseline`"),
+    (
+        "IG trapezoid 1 step",
+        dict(method="integrated_gradients", settings=dict(n_steps=1, rule="riemann_trapezoid")),
+        ValueError,
+        "`n_steps`",
+    ),
+    (
+        "IG baseline shape",
+        dict(method="integrated_gradients", settings=dict(baseline=torch.zeros(2, 2))),
+        ValueError,
+        "`baseline`",
+    ),
     ("IG baseline type", dict(method="integrated_gradients", settings=dict(baseline="zeros")), TypeError, "`baseline`"),
-    ("IG batch size", dict(method="integrated_gradients", settings=dict(internal_batch_size=0)), ValueError,
-     "`internal_batch_size`"),
+    (
+        "IG batch size",
+        dict(method="integrated_gradients", settings=dict(internal_batch_size=0)),
+        ValueError,
+        "`internal_batch_size`",
+    ),
     ("SmoothGrad noise", dict(method="smoothgrad", settings=dict(noise_level=-0.1)), ValueError, "`noise_level`"),
     ("SmoothGrad samples", dict(method="smoothgrad", settings=dict(n_samples=0)), ValueError, "`n_samples`"),
     ("occlusion window", dict(method="occlusion", settings=dict(window=0)), ValueError, "`window`"),
@@ -569,8 +601,18 @@ def test_expected_channels():
 
 
 def test_get_method_wraps_every_kind():
-    assert set(METHODS) == {"saliency", "input_x_gradient", "integrated_gradients", "guided_backprop", "gradcam",
-                            "guided_gradcam", "lrp", "deeplift", "smoothgrad", "occlusion"}
+    assert set(METHODS) == {
+        "saliency",
+        "input_x_gradient",
+        "integrated_gradients",
+        "guided_backprop",
+        "gradcam",
+        "guided_gradcam",
+        "lrp",
+        "deeplift",
+        "smoothgrad",
+        "occlusion",
+    }
     configured = get_method("integrated_gradients", n_steps=16, rule="riemann_left")
     assert isinstance(configured, IntegratedGradients) and configured.n_steps == 16
     instance = SmoothGrad(n_samples=2)

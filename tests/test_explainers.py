@@ -1,4 +1,5 @@
 """VarExplainer and competing_classes against the wrappers, the engine and quantus.MPRT."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +10,20 @@ from quantus.functions.similarity_func import correlation_spearman
 from torch import nn
 
 from var_utils import ClassSpecificAttributionWrapper, attribute_classes
-from var_utils.explainers import VarExplainer, competing_classes
 from var_utils.evaluation.sanity import randomization_similarity
+from var_utils.explainers import VarExplainer, competing_classes
 
 
 def small_cnn() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 5),
     ).eval()
 
 
@@ -84,7 +90,11 @@ def test_var_sanity_check_matches_quantus_mprt(case):
         return maps.sum(dim=1, keepdim=True).numpy()
 
     metric = quantus.MPRT(
-        layer_order="top_down", seed=7, normalise=False, abs=False, similarity_func=correlation_spearman,
+        layer_order="top_down",
+        seed=7,
+        normalise=False,
+        abs=False,
+        similarity_func=correlation_spearman,
         disable_warnings=True,
     )
     expected = metric(

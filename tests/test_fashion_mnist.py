@@ -4,6 +4,7 @@ References are independent of the code under test: the IDX files parsed by
 hand with numpy, torchvision's own class list, the dataset's known balance
 (1,000 test / 6,000 training images per class), closed-form normalisation.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """Shared vs discriminative maps and actionable removal, against hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import torch
 from torch import nn
 
 from var_utils.evaluation.features import actionable_removal, top_pixels_mask
-from var_utils.refine import shared_map
-from var_utils.refine import refine_all
+from var_utils.refine import refine_all, shared_map
 
 
 def test_shared_map_hand_example():

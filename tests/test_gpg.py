@@ -6,6 +6,7 @@ class k is x_k on channel k and zero on the other channels. Cells are pure colou
 1 in a cell of class j and B = 0.5 on the other channels, so every region attribution, base and
 VAR, has a closed form (softmax shares written out with math.exp).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -23,7 +24,9 @@ from torchvision.models import resnet18
 
 from var_utils.apps.cli import main
 from var_utils.datasets.fashion_mnist import load_fashion_mnist
-from var_utils.models import FashionMNISTCNN
+from var_utils.datasets.grids import GridDataset, collate_grids
+from var_utils.datasets.imagenet import load_cell_image
+from var_utils.datasets.photos import center_square, load_photo, unit_tensor
 from var_utils.evaluation.gpg import (
     GPG_COLUMNS,
     GPG_METRICS,
@@ -37,10 +40,7 @@ from var_utils.evaluation.gpg import (
     read_gpg_table,
     summarize,
 )
-from var_utils.datasets.grids import GridDataset, collate_grids
-from var_utils.datasets.imagenet import load_cell_image
-from var_utils.datasets.photos import center_square, load_photo, unit_tensor
-from var_utils.models import Preprocessing, load_model
+from var_utils.models import FashionMNISTCNN, Preprocessing, load_model
 
 B = 0.5  # value of the other channels in a colour cell
 CELL = 4  # cell side: grids are 8x8

@@ -11,6 +11,7 @@ Two independent references for the rows of every refine setting:
 The model is a seeded random Fashion-MNIST CNN whose classifier is scaled up so that
 attributions are of order one and the settings really change the VAR maps.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,8 @@ import pytest
 import scipy.stats
 import torch
 
+from var_utils.datasets.grids import GridDataset
 from var_utils.engine import attribute_classes
-from var_utils.models import FashionMNISTCNN
 from var_utils.evaluation.gpg import (
     GPG_COLUMNS,
     GPG_METRICS,
@@ -30,8 +31,8 @@ from var_utils.evaluation.gpg import (
     refine_sensitivity,
     summarize_sensitivity,
 )
-from var_utils.datasets.grids import GridDataset
 from var_utils.evaluation.metrics import localisation_scores
+from var_utils.models import FashionMNISTCNN
 from var_utils.refine import refine
 
 CELL = 12  # cell side: grids are 24x24

@@ -4,6 +4,7 @@ References are independent of the implementation: pixel positions computed cell 
 protocol's documented numpy permutation, hand-traced greedy runs, hand-written label tables of a
 fake ImageNet tree written with PIL.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -265,7 +266,10 @@ def test_grid_dataset_composes_on_access_only():
     assert sample.labels == (15, 10, 17, 12) and sample.indices == (5, 0, 7, 2) and sample.grid == (2, 2)
     assert sample.image.shape == (1, 6, 6)
     assert [sample.image[0, 0, 0], sample.image[0, 0, 5], sample.image[0, 5, 0], sample.image[0, 5, 5]] == [
-        50, 0, 70, 20
+        50,
+        0,
+        70,
+        20,
     ]
 
 
@@ -277,8 +281,12 @@ def test_grid_dataset_with_tensor_source_and_dataloader():
     batches = list(loader)
     assert [batch[0].shape for batch in batches] == [(2, 1, 4, 4), (1, 1, 4, 4)]
     assert batches[1][1].tolist() == [[3, 2, 1, 0]] and batches[1][2].tolist() == [[11, 10, 9, 8]]
-    assert batches[1][0][0, 0].tolist() == [[110, 110, 100, 100], [110, 110, 100, 100], [90, 90, 80, 80],
-                                            [90, 90, 80, 80]]
+    assert batches[1][0][0, 0].tolist() == [
+        [110, 110, 100, 100],
+        [110, 110, 100, 100],
+        [90, 90, 80, 80],
+        [90, 90, 80, 80],
+    ]
 
 
 def test_grid_dataset_on_a_1x3_grid():
@@ -429,24 +437,50 @@ def _replace(path: Path, text: str) -> None:
     "breakage, error, match",
     [
         (lambda root: (root / "LOC_synset_mapping.txt").unlink(), FileNotFoundError, "LOC_synset_mapping.txt"),
-        (lambda root: _replace(root / "LOC_val_solution.csv", "id,label\nx,n01440764\n"), ValueError,
-         "header 'ImageId,PredictionString'"),
-        (lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\n"), ValueError,
-         "no validation images"),
-        (lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1,n09999999 1 2 3 4\n"),
-         ValueError, "line 2"),
-        (lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1\n"), ValueError,
-         "line 2"),
-        (lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1,\n"), ValueError,
-         "line 2"),
-        (lambda root: _replace(root / "LOC_val_solution.csv",
-                               "ImageId,PredictionString\nimg1,n01440764\nimg1,n01440764\n"), ValueError, "twice"),
-        (lambda root: _replace(root / "LOC_synset_mapping.txt", "tench n01440764\n"), ValueError,
-         r"line 1: expected 'n<8 digits>"),
+        (
+            lambda root: _replace(root / "LOC_val_solution.csv", "id,label\nx,n01440764\n"),
+            ValueError,
+            "header 'ImageId,PredictionString'",
+        ),
+        (
+            lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\n"),
+            ValueError,
+            "no validation images",
+        ),
+        (
+            lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1,n09999999 1 2 3 4\n"),
+            ValueError,
+            "line 2",
+        ),
+        (
+            lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1\n"),
+            ValueError,
+            "line 2",
+        ),
+        (
+            lambda root: _replace(root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1,\n"),
+            ValueError,
+            "line 2",
+        ),
+        (
+            lambda root: _replace(
+                root / "LOC_val_solution.csv", "ImageId,PredictionString\nimg1,n01440764\nimg1,n01440764\n"
+            ),
+            ValueError,
+            "twice",
+        ),
+        (
+            lambda root: _replace(root / "LOC_synset_mapping.txt", "tench n01440764\n"),
+            ValueError,
+            r"line 1: expected 'n<8 digits>",
+        ),
         (lambda root: _replace(root / "LOC_synset_mapping.txt", "n01440764 a\nn01440764 b\n"), ValueError, "repeats"),
         (lambda root: _replace(root / "LOC_synset_mapping.txt", "\n"), ValueError, "empty"),
-        (lambda root: (root / "ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_00000004.JPEG").unlink(), FileNotFoundError,
-         "ILSVRC2012_val_00000004.JPEG"),
+        (
+            lambda root: (root / "ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_00000004.JPEG").unlink(),
+            FileNotFoundError,
+            "ILSVRC2012_val_00000004.JPEG",
+        ),
     ],
 )
 def test_malformed_loc_tree(tmp_path, breakage, error, match):

@@ -1,10 +1,11 @@
 """The install files agree: pyproject.toml, environment.yml and the CI script."""
+
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent

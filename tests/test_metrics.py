@@ -5,6 +5,7 @@ References: quantus 0.6.0 (``Focus``, ``PointingGame``), scikit-learn
 smoothing), numpy re-implementations written from the definitions, and small
 hand-computed examples.
 """
+
 from __future__ import annotations
 
 import numpy as np

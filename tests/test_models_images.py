@@ -2,8 +2,9 @@
 
 Independent references: ImageNet class indices of the photos' content, numpy
 crops and PIL resizes written out in the tests, hand-computed normalisations,
-and method.md §3 for the Grad-CAM layers of the paper's architectures.
+and docs/method.md#3-base-methods for the Grad-CAM layers of the paper's architectures.
 """
+
 from __future__ import annotations
 
 import urllib.error

@@ -4,6 +4,7 @@ References are independent of the code under test: direct forward passes of the
 model, scipy's Gaussian filter for the blur, numpy's stable argsort for the pixel
 order, numpy's trapezoid rule for the AUC and hand-computed curves of a linear model.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,13 @@ LINEAR_ATTRIBUTION = torch.tensor([[[[0.1, 0.4], [0.3, 0.2]]]])
 )
 def test_linear_model_curve_by_hand(curve, step, logits):
     result = insertion_deletion(
-        linear_model(LINEAR_WEIGHTS), LINEAR_IMAGE, LINEAR_ATTRIBUTION, torch.tensor([0]),
-        curve=curve, step=step, substrate=torch.zeros_like,
+        linear_model(LINEAR_WEIGHTS),
+        LINEAR_IMAGE,
+        LINEAR_ATTRIBUTION,
+        torch.tensor([0]),
+        curve=curve,
+        step=step,
+        substrate=torch.zeros_like,
     )
     expected = sigmoid(logits)
     np.testing.assert_allclose(result.curves[0].numpy(), expected, rtol=1e-6)

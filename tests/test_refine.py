@@ -1,9 +1,10 @@
 """Tests of the VAR refinement (``refine``, ``refine_all``, ``class_distribution``).
 
 Independent references: softmaxes written out with ``math.exp`` for small
-hand-computed cases, and a numpy float64 re-implementation of method.md §1
+hand-computed cases, and a numpy float64 re-implementation of docs/method.md#1-the-refinement
 for the randomised property tests.
 """
+
 from __future__ import annotations
 
 import math

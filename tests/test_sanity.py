@@ -4,6 +4,7 @@ Independent references: Quantus ``MPRT`` (layer order, randomised models and
 Spearman/SSIM similarities), scipy's ``spearmanr``, scikit-image's SSIM, the SSIM
 formula written out for a single window, and freshly constructed layers seeded by hand.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,8 +74,14 @@ def trained_shuffled() -> Shuffled:
 def tiny_cnn() -> nn.Sequential:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 3),
     )
     with torch.no_grad():
         model[1].weight.uniform_(0.5, 1.5)
@@ -312,7 +319,10 @@ def mprt_case():
 def quantus_mprt(model, inputs, targets, **options) -> dict[str, list[float]]:
     metric = quantus.MPRT(layer_order="top_down", seed=7, normalise=False, disable_warnings=True, **options)
     scores = metric(
-        model=model, x_batch=inputs.numpy(), y_batch=targets.numpy(), explain_func=input_x_gradient_numpy,
+        model=model,
+        x_batch=inputs.numpy(),
+        y_batch=targets.numpy(),
+        explain_func=input_x_gradient_numpy,
         batch_size=8,
     )
     scores.pop("original")

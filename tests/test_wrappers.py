@@ -4,6 +4,7 @@ Independent references: Captum's Saliency / InputXGradient run one class at a
 time for the base maps, ``torch.topk`` / ``argmin`` for the automatic class set,
 and eval-mode copies of models with dropout and batch norm.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,11 +1,12 @@
 """Atomic file writes: a result appears under its final name only when complete."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager

@@ -4,11 +4,13 @@ Every check raises a ``ValueError`` or ``TypeError`` that names the offending
 argument and says what was expected, so users never see a bare traceback from
 deep inside torch.
 """
+
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ the grid pointing game, the evaluation tables and the demo.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -119,7 +119,7 @@ def var_from_base(
     --------
     >>> base = torch.tensor([[[1.0], [0.1], [5.0]]])
     >>> var_from_base(base, n_classes=torch.tensor([2]))
-    tensor([[[0.9997],
+    tensor([[[0.9999],
              [0.0000],
              [5.0000]]])
     """

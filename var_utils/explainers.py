@@ -9,7 +9,7 @@ fixes those sets.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -116,7 +116,7 @@ class VarExplainer:
         hits = self.class_sets == targets.view(-1, 1).to(self.class_sets.device)
         if not hits.any(dim=1).all():
             raise ValueError("Every target must belong to its image's class set (`class_sets` row).")
-        maps = base_and_var_maps(
-            model, inputs, self.class_sets, self.method, self.refine_settings, modes=(self.mode,)
-        )[self.mode]
+        maps = base_and_var_maps(model, inputs, self.class_sets, self.method, self.refine_settings, modes=(self.mode,))[
+            self.mode
+        ]
         return maps[torch.arange(inputs.shape[0]), hits.float().argmax(dim=1)]

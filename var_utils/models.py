@@ -8,9 +8,9 @@ package data, so they load from any working directory of any install.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ class Preprocessing:
             image = np.asarray(image.convert("RGB"))
         pil = Image.fromarray(to_rgb(image))
         scale = self.resize / min(pil.size)
-        pil = pil.resize((max(self.crop, round(pil.width * scale)), max(self.crop, round(pil.height * scale))), Image.BILINEAR)
+        pil = pil.resize(
+            (max(self.crop, round(pil.width * scale)), max(self.crop, round(pil.height * scale))), Image.BILINEAR
+        )
         left, top = (pil.width - self.crop) // 2, (pil.height - self.crop) // 2
         pil = pil.crop((left, top, left + self.crop, top + self.crop))
         return self.normalize(unit_tensor(np.asarray(pil))).unsqueeze(0)

@@ -17,7 +17,7 @@ of ``normalize`` are explained in ``docs/method.md`` (sections 1 and 8).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

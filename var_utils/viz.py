@@ -1,8 +1,14 @@
-"""Display normalisation and figures: an image beside one map per class, rows of base vs VAR maps."""
+"""Display normalisation, heat-map overlays and figures: an image beside one map per class, rows of base vs VAR.
+
+OpenCV does the image work (Gaussian blur of a display map, grey conversion and
+alpha blending of overlays); matplotlib colours the maps and lays out figures.
+"""
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -39,7 +45,30 @@ def display_map(
 
     Positive part, mean over channels, division by ``scale`` (default: the
     map's own ``percentile``; pass :func:`display_scale` of several maps for a
-    common colour scale), clipping at 1, then an optional Gaussian blur.
+    common colour scale), clipping at 1, then an optional Gaussian blur
+    (``blur_sigma`` pixels; kernel radius ``round(4 σ)``, mirrored borders).
+
+    Parameters
+    ----------
+    attribution : torch.Tensor
+        Map (C, H, W) or (H, W).
+    percentile : float, default 99.0
+        Percentile of the positive channel mean mapped to 1 when ``scale`` is None.
+    blur_sigma : float, optional
+        Standard deviation of the Gaussian blur in pixels; no blur when None or 0.
+    scale : float, optional
+        The value mapped to 1; see :func:`display_scale`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float64 values in [0, 1].
+
+    Examples
+    --------
+    >>> display_map(torch.tensor([[0.0, 2.0], [-1.0, 4.0]]), scale=2.0)
+    array([[0., 1.],
+           [0., 1.]])
     """
     image = _positive_channel_mean(attribution)
     scale = display_scale([attribution], percentile) if scale is None else scale
@@ -47,10 +76,54 @@ def display_map(
         raise ValueError(f"`scale` must be > 0, got {scale}.")
     image = np.clip(image / scale, 0.0, 1.0)
     if blur_sigma:
-        from scipy.ndimage import gaussian_filter
-
-        image = gaussian_filter(image, sigma=blur_sigma)
+        radius = int(4.0 * blur_sigma + 0.5)
+        size = (2 * radius + 1, 2 * radius + 1)
+        image = cv2.GaussianBlur(image, size, sigmaX=blur_sigma, sigmaY=blur_sigma, borderType=cv2.BORDER_REFLECT)
     return image
+
+
+def overlay_map(image: np.ndarray, shown: np.ndarray, *, cmap: str = "jet", alpha: float = 0.6) -> np.ndarray:
+    """Blend a coloured display map over a grey version of the image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W, 3) RGB image, ``uint8`` or floats in [0, 1].
+    shown : numpy.ndarray
+        (H, W) display map in [0, 1], e.g. of :func:`display_map`.
+    cmap : str, default "jet"
+        A matplotlib colour map.
+    alpha : float, default 0.6
+        Weight of the coloured map; the grey image gets ``1 - alpha``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) float32 RGB in [0, 1]: ``alpha * cmap(shown) + (1 - alpha) * grey``.
+
+    Examples
+    --------
+    >>> overlay_map(np.zeros((2, 2, 3)), np.ones((2, 2)), cmap="gray", alpha=0.5)[0, 0]
+    array([0.5, 0.5, 0.5], dtype=float32)
+    """
+    import matplotlib
+
+    rgb = _unit_rgb(image).astype(np.float32)
+    if shown.shape != rgb.shape[:2]:
+        raise ValueError(f"`shown` must have the image's shape {rgb.shape[:2]}, got {shown.shape}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"`alpha` must lie in [0, 1], got {alpha}.")
+    grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    colours = matplotlib.colormaps[cmap](np.asarray(shown, dtype=np.float64))[..., :3].astype(np.float32)
+    return cv2.addWeighted(colours, alpha, grey, 1.0 - alpha, 0.0)
+
+
+def _unit_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) image as floats in [0, 1] (``uint8`` is divided by 255)."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"`image` must have shape (H, W, 3), got {array.shape}.")
+    return array.astype(np.float64) / (255.0 if array.dtype == np.uint8 else 1.0)
 
 
 def plot_class_maps(
@@ -79,8 +152,10 @@ def plot_class_maps(
         visible); otherwise every map is scaled on its own.
     percentile, blur_sigma
         See :func:`display_map`.
+    cmap : str
+        Matplotlib colour map of the maps.
     overlay : bool
-        Draw the maps semi-transparently over a grey version of the image.
+        Blend the maps over a grey version of the image (:func:`overlay_map`).
 
     Returns
     -------
@@ -94,8 +169,7 @@ def plot_class_maps(
                 f"`rows[{title!r}]` must be a (K, C, H, W) tensor with K = len(class_names) = {len(class_names)}, "
                 f"got {tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__}."
             )
-    image = np.asarray(image, dtype=np.float64) / (255.0 if np.asarray(image).dtype == np.uint8 else 1.0)
-    grey = image.mean(axis=2)
+    image = _unit_rgb(image)
     figure, axes = plt.subplots(
         len(rows), len(class_names) + 1, figsize=(2.4 * (len(class_names) + 1), 2.4 * len(rows)), squeeze=False
     )
@@ -106,8 +180,9 @@ def plot_class_maps(
         for column, (name, attribution) in enumerate(zip(class_names, maps), start=1):
             shown = display_map(attribution, percentile=percentile, blur_sigma=blur_sigma, scale=scale)
             if overlay:
-                axes[row, column].imshow(grey, cmap="gray")
-            axes[row, column].imshow(shown, cmap=cmap, vmin=0, vmax=1, alpha=0.6 if overlay else 1.0)
+                axes[row, column].imshow(overlay_map(image, shown, cmap=cmap))
+            else:
+                axes[row, column].imshow(shown, cmap=cmap, vmin=0, vmax=1)
             if row == 0:
                 axes[row, column].set_title(name, fontsize=9)
     for axis in axes.flat:

@@ -7,17 +7,17 @@ every class on its own cell, base vs VAR.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .._io import atomic_output_path
+from ..datasets.grids import compose_grid
 from ..datasets.photos import half_and_half
 from ..engine import base_and_var_maps
-from ..datasets.grids import compose_grid
 from ..evaluation.gpg.sources import labelled_photo_cells
 from ..evaluation.metrics import region_attribution
 from ..models import load_model

@@ -51,8 +51,10 @@ def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_ro
             schedule.step()
         test_accuracy = accuracy(model, test_images, test_labels)
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-        print(f"epoch {epoch}/{epochs}: test accuracy {test_accuracy:.4f} (wall {wall:.0f} s, CPU {cpu:.0f} s)",
-              flush=True)
+        print(
+            f"epoch {epoch}/{epochs}: test accuracy {test_accuracy:.4f} (wall {wall:.0f} s, CPU {cpu:.0f} s)",
+            flush=True,
+        )
     return model.eval()
 
 

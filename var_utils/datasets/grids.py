@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -92,9 +93,7 @@ def compose_grid(cells: torch.Tensor, grid: tuple[int, int] = (2, 2)) -> torch.T
         )
     by_position = cells.reshape(*batch, n_rows, n_cols, channels, height, width)
     # (..., C, n_rows, h, n_cols, w): a pixel row of the grid then runs through one grid row of cells.
-    return by_position.movedim(-3, -5).transpose(-3, -2).reshape(
-        *batch, channels, n_rows * height, n_cols * width
-    )
+    return by_position.movedim(-3, -5).transpose(-3, -2).reshape(*batch, channels, n_rows * height, n_cols * width)
 
 
 # --------------------------------------------------------------------------- choosing cells
@@ -247,9 +246,7 @@ def grid_indices(
     return groups
 
 
-def all_distinct_combinations(
-    labels: LabelsLike, k: int = 4, max_grids: int | None = None
-) -> list[tuple[int, ...]]:
+def all_distinct_combinations(labels: LabelsLike, k: int = 4, max_grids: int | None = None) -> list[tuple[int, ...]]:
     """Every combination of ``k`` images whose labels are all distinct.
 
     Meant for small sources (a handful of photos with their predicted labels): the

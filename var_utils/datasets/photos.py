@@ -3,10 +3,11 @@
 All functions return RGB ``uint8`` arrays of shape (H, W, 3); a model's
 ``preprocess`` turns them into normalised tensors.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -109,7 +110,9 @@ def center_square(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(square.resize((size, size), Image.BILINEAR))
 
 
-def half_and_half(left: str | np.ndarray = "chelsea", right: str | np.ndarray = "coffee", size: int = 224) -> np.ndarray:
+def half_and_half(
+    left: str | np.ndarray = "chelsea", right: str | np.ndarray = "coffee", size: int = 224
+) -> np.ndarray:
     """An image whose left half comes from ``left`` and right half from ``right``.
 
     Each image (a photo name or an array) is cropped to its centred square and

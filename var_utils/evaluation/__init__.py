@@ -1,2 +1,3 @@
 """Evaluation of base and VAR maps: localisation metrics, the grid pointing game, sanity checks,
-insertion/deletion, shared and actionable features, and the base-vs-VAR tables that combine them."""
+insertion/deletion, shared and actionable features, and the base-vs-VAR tables that combine them.
+"""

@@ -26,12 +26,11 @@ Conventions shared by every function here
 from __future__ import annotations
 
 import operator
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from .._model_state import predict_logits
@@ -66,9 +65,7 @@ def _as_float_tensor(value: object, name: str) -> torch.Tensor:
 
 def _check_divides(height: int, width: int, grid: Grid) -> None:
     if height % grid[0] or width % grid[1]:
-        raise ValueError(
-            f"`grid` = {grid} must divide the map size (H, W) = ({height}, {width}) into equal cells."
-        )
+        raise ValueError(f"`grid` = {grid} must divide the map size (H, W) = ({height}, {width}) into equal cells.")
 
 
 def _check_cell(cell: object, num_cells: int) -> int:
@@ -94,8 +91,7 @@ def _check_cells(cells: object, count: int, num_cells: int, device: torch.device
         raise ValueError(f"`cells` must have shape (N,) = ({count},), got shape {tuple(cells.shape)}.")
     if count and not (0 <= int(cells.min()) and int(cells.max()) < num_cells):
         raise ValueError(
-            f"`cells` must lie in 0..{num_cells - 1} for this grid, got values "
-            f"{int(cells.min())}..{int(cells.max())}."
+            f"`cells` must lie in 0..{num_cells - 1} for this grid, got values {int(cells.min())}..{int(cells.max())}."
         )
     return cells.to(device=device, dtype=torch.long)
 

@@ -7,7 +7,7 @@ and ``mode`` columns, ready for ``groupby``.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch

@@ -1,15 +1,16 @@
 """Base attribution methods, one per module, all computing the maps of K classes at once."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .._model_state import attribution_mode
 from .base import AttributionMethod
+from .batched import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
 from .gradcam import GradCAM, default_gradcam_layer
 from .gradient import InputXGradient, Saliency, SmoothGrad
 from .guided import GuidedBackprop, GuidedGradCAM
 from .integrated_gradients import IntegratedGradients
-from .batched import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
 
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls

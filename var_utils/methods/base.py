@@ -5,6 +5,7 @@ as one tensor of shape (N, K, C', H, W). Gradient methods share one forward
 pass between the K classes and run K input-gradient backward passes; the
 model's parameters never require grad meanwhile.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,7 @@ def class_gradients(selected: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
     """
     num_classes = selected.shape[1]
     gradients = [
-        torch.autograd.grad(selected[:, k].sum(), wrt, retain_graph=k < num_classes - 1)[0]
-        for k in range(num_classes)
+        torch.autograd.grad(selected[:, k].sum(), wrt, retain_graph=k < num_classes - 1)[0] for k in range(num_classes)
     ]
     return torch.stack(gradients, dim=1)
 

@@ -3,10 +3,11 @@
 Used for LRP (zennit), DeepLift and Occlusion (Captum), any Captum attribution
 object and any user callable ``(inputs, target) -> attributions``.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ class RepeatedInputMethod(AttributionMethod):
 
 
 def default_lrp_composite(model: nn.Module):
-    """zennit's ``EpsilonPlusFlat`` with the canonizer of the architecture (ResNet, VGG) where one exists."""
+    """Zennit's ``EpsilonPlusFlat`` with the canonizer of the architecture (ResNet, VGG) where one exists."""
     from torchvision import models as tv
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
@@ -99,9 +100,11 @@ class LRP(RepeatedInputMethod):
 
         composite = self.composite if self.composite is not None else default_lrp_composite(model)
         inputs = inputs.detach().requires_grad_(True)
-        # The target's logit is the output relevance (Bach et al. 2015), so each class's map sums to its logit.
+        # The target's logit is the output relevance (Bach et al. 2015): each class's map sums to about its logit.
         with Gradient(model=model, composite=composite) as attributor:
-            _, relevance = attributor(inputs, lambda output: F.one_hot(targets, output.shape[1]).to(output.dtype) * output)
+            _, relevance = attributor(
+                inputs, lambda output: F.one_hot(targets, output.shape[1]).to(output.dtype) * output
+            )
         return relevance
 
 

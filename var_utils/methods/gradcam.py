@@ -1,4 +1,5 @@
 """Grad-CAM, signed, upsampled bilinearly to the input size; K classes from one forward pass."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Gradient-based maps: saliency, input × gradient and SmoothGrad."""
+
 from __future__ import annotations
 
 import torch

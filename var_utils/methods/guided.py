@@ -9,6 +9,7 @@ call's output is clamped at zero. The activation's own backward then applies
 its 0/1 derivative, which together is the guided rule
 ``grad_in = max(grad_out, 0) ⊙ 1[active]``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Integrated Gradients with the K classes sharing every interpolation step's forward pass."""
+
 from __future__ import annotations
 
 import numpy as np

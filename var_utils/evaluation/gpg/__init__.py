@@ -15,7 +15,15 @@ sections 4 and 5). The package is split by concern:
 from .runner import evaluate_grid_pointing_game, summarize
 from .scoring import GPG_COLUMNS, GPG_METRICS, grid_class_sets
 from .sensitivity import SENSITIVITY_COLUMNS, SENSITIVITY_SETTING_COLUMNS, refine_sensitivity, summarize_sensitivity
-from .sources import DEFAULT_MODELS, GRID_SOURCES, QUAD_PHOTOS, fashion_mnist_grids, grid_source, imagenet_grids, photo_grids
+from .sources import (
+    DEFAULT_MODELS,
+    GRID_SOURCES,
+    QUAD_PHOTOS,
+    fashion_mnist_grids,
+    grid_source,
+    imagenet_grids,
+    photo_grids,
+)
 from .store import read_gpg_table
 
 __all__ = [

@@ -9,8 +9,8 @@ scores them under several refine settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -310,7 +310,9 @@ def evaluate_grid_pointing_game(
     ):
         var = var_from_base(batch.base, refine_settings, n_classes=batch.n_classes) if "var" in modes else None
         results.add(
-            pd.concat([scorer.rows(batch, mode, batch.base if mode == "base" else var) for mode in modes], ignore_index=True)
+            pd.concat(
+                [scorer.rows(batch, mode, batch.base if mode == "base" else var) for mode in modes], ignore_index=True
+            )
         )
     table = results.table()
     selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)

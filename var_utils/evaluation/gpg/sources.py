@@ -8,9 +8,9 @@ protocols are specified in ``docs/method.md`` (section 4).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
