@@ -66,7 +66,10 @@ def test_base_mode_equals_the_engine(case):
 def test_explainer_rejects_bad_input(case):
     model, inputs, targets = case
     sets = competing_classes(model, inputs, targets)  # 4 of the 5 classes
-    missing = lambda row: (set(range(5)) - set(row)).pop()
+
+    def missing(row):
+        return (set(range(5)) - set(row)).pop()
+
     with pytest.raises(ValueError, match="mode"):
         VarExplainer("saliency", sets, mode="both")
     with pytest.raises(ValueError, match="class_sets"):

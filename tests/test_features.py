@@ -78,7 +78,10 @@ def test_actionable_removal_hand_computed():
     base_map[..., 3] = 2.0  # base map prefers the right column (2 pixels), then ties in row-major order
     table = actionable_removal(HalfSum(), image, var_map, base_map, torch.tensor([0]), how="zeros")
     row = table.iloc[0]
-    softmax0 = lambda a, b: math.exp(a) / (math.exp(a) + math.exp(b))
+
+    def softmax0(a, b):
+        return math.exp(a) / (math.exp(a) + math.exp(b))
+
     assert row["area"] == pytest.approx(0.5)
     assert row["p_before"] == pytest.approx(softmax0(4, 1))
     assert row["p_after_var"] == pytest.approx(softmax0(0, 1))  # left half zeroed

@@ -17,7 +17,7 @@ def _name(requirement: str) -> str:
 
 def _pyproject_requirements() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     return {_name(r): r.replace(" ", "") for r in requirements}
 
 
@@ -41,7 +41,11 @@ def test_torch_is_pinned_to_the_versions_available_offline():
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = ".venv/bin/python -m pytest var_utils tests notebooks --doctest-modules --nbval --nbval-sanitize-with notebooks/sanitize.cfg"
+    command = (
+        ".venv/bin/ruff check . && .venv/bin/ruff format --check . && "
+        ".venv/bin/python -m pytest var_utils tests notebooks --doctest-modules --nbval "
+        "--nbval-sanitize-with notebooks/sanitize.cfg"
+    )
     assert command in readme
     assert command in ci
     assert "bash install.sh" in ci

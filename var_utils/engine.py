@@ -24,9 +24,34 @@ MAP_MODES = ("base", "var")
 def class_matrix(classes: Sequence[int] | torch.Tensor, num_images: int, name: str = "classes") -> torch.Tensor:
     """Validate a class set and return it as an (N, K) LongTensor.
 
-    ``classes`` is one set for every image (a sequence of K ints or a 1-D
-    tensor) or one set per image (an (N, K) tensor). Each set needs at least
-    two distinct, non-negative classes.
+    Parameters
+    ----------
+    classes : sequence of int or torch.Tensor
+        One set for every image (a sequence of K ints or a 1-D tensor) or one
+        set per image (an (N, K) integer tensor). Each set needs at least two
+        distinct, non-negative classes.
+    num_images : int
+        N, the number of images.
+    name : str, default "classes"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K) int64 class indices; a single set is expanded over the N rows.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A malformed set, or an (N, K) tensor with the wrong number of rows or
+        a non-integer dtype.
+
+    Examples
+    --------
+    >>> class_matrix([2, 0], num_images=3)
+    tensor([[2, 0],
+            [2, 0],
+            [2, 0]])
     """
     if isinstance(classes, torch.Tensor) and classes.dim() == 2:
         if classes.shape[0] != num_images:
@@ -40,7 +65,7 @@ def class_matrix(classes: Sequence[int] | torch.Tensor, num_images: int, name: s
 
 
 def expected_channels(model: nn.Module) -> int | None:
-    """Input channels of the model's first convolution (None when it has none)."""
+    """Input channels of the model's first ``nn.Conv2d`` (None when it has none)."""
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return None if first_conv is None else first_conv.in_channels
 

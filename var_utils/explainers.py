@@ -107,7 +107,29 @@ class VarExplainer:
         self.refine_settings = check_refine_settings(refine_settings)
 
     def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The target's (N, C', H, W) base or VAR map for every image."""
+        """The target's base or VAR map for every image.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The classifier to explain (e.g. a randomised copy in sanity checks).
+        inputs : torch.Tensor
+            Images (N, C, H, W), as many as the explainer holds class sets.
+        targets : torch.Tensor
+            (N,) target class of each image; each must belong to its image's
+            row of ``class_sets``.
+
+        Returns
+        -------
+        torch.Tensor
+            (N, C', H, W) maps of the targets, in the explainer's ``mode``.
+
+        Raises
+        ------
+        ValueError
+            The number of images differs from the number of class sets, or a
+            target is not in its class set.
+        """
         targets = check_targets(targets, inputs.shape[0])
         if inputs.shape[0] != self.class_sets.shape[0]:
             raise ValueError(

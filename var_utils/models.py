@@ -35,6 +35,15 @@ class Preprocessing:
 
     Calling it on an RGB ``uint8`` array (H, W, 3) or a PIL image returns a
     (1, 3, crop, crop) float tensor.
+
+    Parameters
+    ----------
+    resize : int
+        Length of the shorter side after resizing (bilinear).
+    crop : int
+        Side of the centred square crop.
+    mean, std : sequence of float
+        Per-channel mean and standard deviation of :meth:`normalize`.
     """
 
     resize: int
@@ -43,6 +52,19 @@ class Preprocessing:
     std: Sequence[float]
 
     def __call__(self, image: np.ndarray | Image.Image) -> torch.Tensor:
+        """Preprocess one image for the model.
+
+        Parameters
+        ----------
+        image : numpy.ndarray or PIL.Image.Image
+            An RGB ``uint8`` array (H, W, 3) (grey (H, W) and RGBA arrays are
+            converted) or a PIL image.
+
+        Returns
+        -------
+        torch.Tensor
+            (1, 3, crop, crop) float tensor, normalised for the model.
+        """
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
         pil = Image.fromarray(to_rgb(image))
@@ -61,12 +83,34 @@ class Preprocessing:
         return mean, std
 
     def normalize(self, unit: torch.Tensor) -> torch.Tensor:
-        """Map a tensor with values in [0, 1] (…, 3, H, W) to the model's input range."""
+        """Map a tensor with values in [0, 1] to the model's input range.
+
+        Parameters
+        ----------
+        unit : torch.Tensor
+            (…, 3, H, W) values in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor
+            ``(unit - mean) / std`` per channel, same shape.
+        """
         mean, std = self._stats(unit)
         return (unit - mean) / std
 
     def to_unit(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Invert :meth:`normalize`: model inputs back to [0, 1] for display."""
+        """Invert :meth:`normalize`: model inputs back to [0, 1] for display.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            (…, 3, H, W) normalised model inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``inputs * std + mean`` per channel, clamped to [0, 1], same shape.
+        """
         mean, std = self._stats(inputs)
         return (inputs * std + mean).clamp(0, 1)
 
@@ -244,6 +288,19 @@ def load_model(name: str = "efficientnet_lite0", weights: str | None = "DEFAULT"
     Returns
     -------
     nn.Module
+        The model in eval mode, with the attributes ``name``, ``preprocess``
+        (a :class:`Preprocessing`, None for ``"fashion_mnist_cnn"``),
+        ``class_names`` and ``input_size``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``, or ``weights`` other than ``"DEFAULT"`` or None for
+        a model that is not from torchvision.
+    TypeError
+        ``weights`` is neither a string nor None.
+    RuntimeError
+        torchvision could not download the weights.
 
     Examples
     --------

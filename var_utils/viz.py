@@ -28,6 +28,28 @@ def display_scale(maps: Sequence[torch.Tensor] | torch.Tensor, percentile: float
 
     Sparse maps (VAR zeroes most pixels) can have a zero percentile; the
     maximum is used then, and 1.0 for all-zero maps so they display as zero.
+
+    Parameters
+    ----------
+    maps : sequence of torch.Tensor or torch.Tensor
+        Maps (C, H, W) or (H, W), or a stacked (K, C, H, W) tensor.
+    percentile : float, default 99.0
+        Percentile in (0, 100] of the pooled positive channel means.
+
+    Returns
+    -------
+    float
+        The scale, > 0.
+
+    Raises
+    ------
+    ValueError
+        ``percentile`` is outside (0, 100].
+
+    Examples
+    --------
+    >>> display_scale([torch.tensor([[0.0, 2.0], [-1.0, 4.0]])], percentile=100)
+    4.0
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"`percentile` must be in (0, 100], got {percentile}.")

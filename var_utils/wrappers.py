@@ -15,7 +15,26 @@ from .refine import DEFAULT_TAU, DEFAULT_TEMPERATURE, check_refine_settings
 
 
 def as_single_image(image: torch.Tensor, name: str = "img") -> torch.Tensor:
-    """Return ``image`` as a (1, C, H, W) batch; accepts (C, H, W) or (1, C, H, W).
+    """Return ``image`` as a (1, C, H, W) batch.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        One image, (C, H, W) or (1, C, H, W).
+    name : str, default "img"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        (1, C, H, W) view of ``image``.
+
+    Raises
+    ------
+    TypeError
+        ``image`` is not a tensor.
+    ValueError
+        ``image`` is not a single image of one of those shapes.
 
     Examples
     --------
@@ -111,17 +130,57 @@ class ClassSpecificAttributionWrapper(_VarWrapper):
         self.class_indices = check_class_set(class_indices, "class_indices")
 
     def attribute(self, img: torch.Tensor, target: int) -> torch.Tensor:
-        """VAR map (1, C', H, W) of ``target``, which must belong to ``class_indices``."""
+        """VAR map of one class of the set.
+
+        Parameters
+        ----------
+        img : torch.Tensor
+            One image, (C, H, W) or (1, C, H, W).
+        target : int
+            The class to explain; it must belong to ``class_indices``.
+
+        Returns
+        -------
+        torch.Tensor
+            (1, C', H, W) VAR map of ``target``.
+
+        Raises
+        ------
+        ValueError
+            ``target`` is not in ``class_indices``.
+        """
         if target not in self.class_indices:
             raise ValueError(f"`target` {target!r} is not in the class set `class_indices` {self.class_indices}.")
         return self.attribute_all(img)[self.class_indices.index(target)].unsqueeze(0)
 
     def attribute_all(self, img: torch.Tensor) -> torch.Tensor:
-        """VAR maps (K, C', H, W) of every class of the set, in the order of ``class_indices``."""
+        """VAR maps of every class of the set.
+
+        Parameters
+        ----------
+        img : torch.Tensor
+            One image, (C, H, W) or (1, C, H, W).
+
+        Returns
+        -------
+        torch.Tensor
+            (K, C', H, W) VAR maps, in the order of ``class_indices``.
+        """
         return self._maps(img, self.class_indices, "var")
 
     def base_maps(self, img: torch.Tensor) -> torch.Tensor:
-        """The base method's maps (K, C', H, W) of every class of the set."""
+        """The base method's maps of every class of the set (before VAR).
+
+        Parameters
+        ----------
+        img : torch.Tensor
+            One image, (C, H, W) or (1, C, H, W).
+
+        Returns
+        -------
+        torch.Tensor
+            (K, C', H, W) base maps, in the order of ``class_indices``.
+        """
         return self._maps(img, self.class_indices, "base")
 
 
@@ -172,7 +231,26 @@ class ContrastiveAttributionWrapper(_VarWrapper):
         self.last_classes: list[int] = []
 
     def select_classes(self, img: torch.Tensor, target: int | None = None) -> list[int]:
-        """The competing classes for ``img``: the ``top_k`` predictions and the least probable class."""
+        """The competing classes for ``img``: the ``top_k`` predictions and the least probable class.
+
+        Parameters
+        ----------
+        img : torch.Tensor
+            One image, (C, H, W) or (1, C, H, W).
+        target : int, optional
+            A class that must compete; put first when it is not among them.
+
+        Returns
+        -------
+        list of int
+            The class set, most probable first (``target`` first if added).
+
+        Raises
+        ------
+        ValueError
+            The model has no more than ``top_k`` classes, or ``target`` is not
+            a valid class index.
+        """
         logits = predict_logits(self.model, as_single_image(img))
         if logits.dim() != 2 or logits.shape[1] <= self.top_k:
             raise ValueError(
@@ -189,7 +267,22 @@ class ContrastiveAttributionWrapper(_VarWrapper):
         return classes
 
     def attribute(self, img: torch.Tensor, target: int | None = None) -> torch.Tensor:
-        """VAR map (1, C', H, W) of ``target`` (default: the top prediction)."""
+        """VAR map of ``target`` against the classes of :meth:`select_classes`.
+
+        The class set used is kept in ``last_classes``.
+
+        Parameters
+        ----------
+        img : torch.Tensor
+            One image, (C, H, W) or (1, C, H, W).
+        target : int, optional
+            The class to explain; default the top prediction.
+
+        Returns
+        -------
+        torch.Tensor
+            (1, C', H, W) VAR map of ``target``.
+        """
         classes = self.select_classes(img, target)
         target = classes[0] if target is None else target
         self.last_classes = classes

@@ -116,7 +116,18 @@ def _add_gpg_parser(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m var_utils`` and the ``var-utils`` script."""
+    """Entry point of ``python -m var_utils`` and the ``var-utils`` script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (argparse exits on bad arguments).
+    """
     parser = argparse.ArgumentParser(prog="python -m var_utils", description="VAR: class-relevant saliency maps.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the offline demo (EfficientNet-Lite0, photos) and write figures")

@@ -58,10 +58,53 @@ def photo_grid(model: nn.Module, photos: Sequence[str] = DEMO_PHOTOS) -> tuple[t
     return compose_grid(cells).unsqueeze(0), labels
 
 
+def image_maps(
+    model: nn.Module,
+    image: torch.Tensor,
+    classes: Sequence[int],
+    method: str = "saliency",
+    refine_settings: Mapping | None = None,
+    **method_kwargs,
+) -> dict[str, torch.Tensor]:
+    """Base and VAR maps (K, C', H, W) of the classes for one (1, C, H, W) image.
+
+    The single-image view of :func:`var_utils.base_and_var_maps`.
+
+    Parameters
+    ----------
+    model, image, classes, method, refine_settings, **method_kwargs
+        As in :func:`var_utils.base_and_var_maps`, with one image (1, C, H, W).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``{"base": ..., "var": ...}``, each (K, C', H, W).
+    """
+    maps = base_and_var_maps(model, image, classes, method, refine_settings, **method_kwargs)
+    return {mode: class_maps[0] for mode, class_maps in maps.items()}
+
+
 def region_table(
     maps: Mapping[str, Mapping[str, torch.Tensor]], class_names: Sequence[str], grid: tuple[int, int]
 ) -> pd.DataFrame:
-    """Region attribution of class k on cell k for every method and mode: one row per (method, class)."""
+    """Region attribution of class k on cell k for every method and mode.
+
+    Parameters
+    ----------
+    maps : mapping of str to mapping of str to torch.Tensor
+        Method -> mode -> (K, C', H, W) maps of the K classes, class k
+        belonging on cell k (e.g. of :func:`image_maps`).
+    class_names : sequence of str
+        Name of each class, in the order of the maps.
+    grid : tuple of int
+        ``(rows, cols)`` of the image.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, class): columns ``method``, ``class`` and
+        ``RA <mode>`` for every mode.
+    """
     rows = []
     for method, by_mode in maps.items():
         for cell, name in enumerate(class_names):
@@ -72,7 +115,15 @@ def region_table(
 
 
 def save_figure(figure, path: Path) -> None:
-    """Write a matplotlib figure atomically and close it."""
+    """Write a matplotlib figure atomically and close it.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure; closed also when writing fails.
+    path : Path
+        Output file; its suffix gives the format (e.g. ``.png``).
+    """
     import matplotlib.pyplot as plt
 
     try:
@@ -84,6 +135,14 @@ def save_figure(figure, path: Path) -> None:
 
 def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = DEMO_METHODS) -> pd.DataFrame:
     """Run the demo with EfficientNet-Lite0 and write its figures to ``output_dir``.
+
+    Parameters
+    ----------
+    output_dir : str or Path, default "outputs"
+        Folder of the figures (``<image>_<method>.png``) and of
+        ``region_attribution.csv``.
+    methods : mapping of str to dict, default DEMO_METHODS
+        Method name -> its settings.
 
     Returns
     -------
@@ -100,10 +159,7 @@ def run_demo(output_dir: str | Path = "outputs", methods: Mapping[str, dict] = D
         "half_and_half": (model.preprocess(half_and_half()), list(HALF_AND_HALF_CLASSES), (1, 2)),
     }
     for scene, (image, classes, grid) in scenes.items():
-        maps = {
-            method: {mode: m[0] for mode, m in base_and_var_maps(model, image, classes, method, **kwargs).items()}
-            for method, kwargs in methods.items()
-        }
+        maps = {method: image_maps(model, image, classes, method, **kwargs) for method, kwargs in methods.items()}
         names = [model.class_names[c] for c in classes]
         tables.append(region_table(maps, names, grid).assign(image=scene))
         picture = model.preprocess.to_unit(image[0]).permute(1, 2, 0).numpy()

@@ -27,7 +27,26 @@ from ..models import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN
 
 
 def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_root: Path | None) -> FashionMNISTCNN:
-    """Train a :class:`FashionMNISTCNN` and print the test accuracy after each epoch."""
+    """Train a :class:`FashionMNISTCNN` and print the test accuracy after each epoch.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the 60,000 training images.
+    batch_size : int
+        Images per optimiser step.
+    learning_rate : float
+        Initial learning rate of Adam, decayed to 0 by a cosine schedule.
+    seed : int
+        Seed of the initialisation and of the shuffling.
+    data_root : Path or None
+        Fashion-MNIST folder of :func:`var_utils.datasets.fashion_mnist.load_fashion_mnist`.
+
+    Returns
+    -------
+    FashionMNISTCNN
+        The trained model, in eval mode.
+    """
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(seed)
@@ -59,7 +78,13 @@ def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_ro
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line, train, and save the weights as safetensors."""
+    """Parse the command line, train, and save the weights as safetensors.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; default ``sys.argv[1:]``.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)

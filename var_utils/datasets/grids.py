@@ -37,7 +37,6 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -46,8 +45,8 @@ from .._validation import check_choice, check_grid, check_positive_int, check_te
 
 GRID_PROTOCOLS = ("paper", "strict")
 
-LabelsLike = Union[Sequence[int], np.ndarray, torch.Tensor]
-CellSource = Union[Callable[[int], torch.Tensor], torch.Tensor, Sequence[torch.Tensor]]
+LabelsLike = Sequence[int] | np.ndarray | torch.Tensor
+CellSource = Callable[[int], torch.Tensor] | torch.Tensor | Sequence[torch.Tensor]
 
 
 # --------------------------------------------------------------------------- composing

@@ -11,7 +11,6 @@ import csv
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Union
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -34,7 +33,7 @@ _EXPECTED_LAYOUTS = (
     "or the ImageFolder layout (ROOT/<synset>/*.JPEG)"
 )
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 def read_synset_mapping(path: PathLike) -> list[str]:

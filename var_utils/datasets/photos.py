@@ -58,7 +58,28 @@ PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 
 
 def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Return ``image`` as an (H, W, 3) ``uint8`` array (grey images are repeated over three channels)."""
+    """Return ``image`` as an (H, W, 3) ``uint8`` array (grey images are repeated over three channels).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` array of shape (H, W), (H, W, 3) or (H, W, 4); an alpha
+        channel is dropped.
+    name : str, default "image"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        Contiguous (H, W, 3) ``uint8`` array.
+
+    Raises
+    ------
+    TypeError
+        ``image`` is not a numpy array, or not ``uint8``.
+    ValueError
+        ``image`` has another shape.
+    """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy array, got {type(image).__name__}.")
     if image.ndim == 2:
@@ -71,12 +92,38 @@ def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def unit_tensor(image: np.ndarray) -> torch.Tensor:
-    """An RGB ``uint8`` array (H, W, 3) as a float tensor (3, H, W) with values in [0, 1]."""
+    """An RGB ``uint8`` array as a float tensor with values in [0, 1].
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``uint8`` array (H, W, 3), or any array :func:`to_rgb` accepts.
+
+    Returns
+    -------
+    torch.Tensor
+        (3, H, W) float32 tensor, the pixels divided by 255.
+    """
     return torch.from_numpy(np.array(to_rgb(image), copy=True)).permute(2, 0, 1).float().div(255)
 
 
 def load_photo(name: str) -> np.ndarray:
-    """Load an offline photo by name (see ``PHOTOS``) as an RGB ``uint8`` array.
+    """Load an offline photo by name as an RGB ``uint8`` array.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PHOTOS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) ``uint8`` RGB image.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``.
 
     Examples
     --------
@@ -89,7 +136,25 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Load an image file as an RGB ``uint8`` array; missing or unreadable files raise clearly."""
+    """Load an image file as an RGB ``uint8`` array.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any image file PIL can read.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) ``uint8`` RGB image.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist or is not a file.
+    ValueError
+        The file is not a readable image.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path` {str(path)!r} does not exist or is not a file.")
@@ -101,7 +166,20 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Crop the largest centred square of ``image`` and resize it to ``size`` × ``size`` (bilinear)."""
+    """Crop the largest centred square of ``image`` and resize it to ``size`` × ``size`` (bilinear).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` image, as :func:`to_rgb` accepts.
+    size : int
+        Side of the result in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (size, size, 3) ``uint8`` RGB image.
+    """
     image = to_rgb(image)
     height, width = image.shape[:2]
     side = min(height, width)
@@ -115,10 +193,32 @@ def half_and_half(
 ) -> np.ndarray:
     """An image whose left half comes from ``left`` and right half from ``right``.
 
-    Each image (a photo name or an array) is cropped to its centred square and
-    resized to ``size``; the result is (size, size, 3). With the defaults the
-    left half shows the cat of ``chelsea`` and the right half the cup of
-    ``coffee``: a clean test of class-specific maps.
+    Each image is cropped to its centred square and resized to ``size``. With
+    the defaults the left half shows the cat of ``chelsea`` and the right half
+    the cup of ``coffee``: a clean test of class-specific maps.
+
+    Parameters
+    ----------
+    left, right : str or numpy.ndarray, default "chelsea" and "coffee"
+        A photo name of :data:`PHOTOS` or a ``uint8`` image array.
+    size : int, default 224
+        Side of the result in pixels (>= 2); the left half is ``size // 2``
+        pixels wide.
+
+    Returns
+    -------
+    numpy.ndarray
+        (size, size, 3) ``uint8`` RGB image.
+
+    Raises
+    ------
+    ValueError
+        ``size`` < 2, or an unknown photo name.
+
+    Examples
+    --------
+    >>> half_and_half(size=8).shape
+    (8, 8, 3)
     """
     if size < 2:
         raise ValueError(f"`size` must be >= 2, got {size}.")

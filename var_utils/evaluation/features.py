@@ -18,7 +18,19 @@ from .perturbation import pixel_ranks, remove_region
 
 
 def top_pixels_mask(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) mask of the ``counts[n]`` highest-scoring pixels of each (N, H, W) score map (ties: row-major).
+    """Mask of the ``counts[n]`` highest-scoring pixels of each score map (ties: row-major).
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        (N, H, W) pixel scores.
+    counts : torch.Tensor
+        (N,) number of pixels to keep per image.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, H, W) bool mask.
 
     Examples
     --------
@@ -49,7 +61,7 @@ def actionable_removal(
     The VAR region is every pixel whose channel-summed VAR map is positive
     (evidence the target wins); the base region holds the same number of
     pixels with the highest channel-summed base map. Each region is removed
-    with :func:`var_utils.perturbation.remove_region`.
+    with :func:`var_utils.evaluation.perturbation.remove_region`.
 
     Parameters
     ----------

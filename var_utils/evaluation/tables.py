@@ -20,11 +20,22 @@ from .sanity import randomization_similarity
 
 
 def grid_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every cell of every grid as a target: (grid index per target, class sets with the target first).
+    """Every cell of every grid as a target, with its grid's labels as class set.
 
-    ``labels`` is (G, n) with distinct labels per grid (the ``strict``
-    protocol). Target ``g * n + c`` is cell ``c`` of grid ``g``; its class set
-    is the grid's labels rolled so that label ``c`` comes first.
+    Target ``g * n + c`` is cell ``c`` of grid ``g``; its class set is the
+    grid's labels rolled so that label ``c`` comes first.
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        (G, n) cell labels, distinct within each grid (the ``strict`` protocol).
+
+    Returns
+    -------
+    grid_index : torch.Tensor
+        (G * n,) grid of each target.
+    class_sets : torch.Tensor
+        (G * n, n) class sets, each target's label first.
 
     Examples
     --------
@@ -48,7 +59,28 @@ def target_maps(
     refine_settings: Mapping | None = None,
     **method_kwargs,
 ) -> dict[str, torch.Tensor]:
-    """Base and VAR maps (N, C', H, W) of each image's first class (its target), from one engine call."""
+    """Base and VAR maps of each image's first class (its target), from one engine call.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    class_sets : torch.Tensor
+        (N, K) class sets, each image's target first.
+    method : str
+        A method name of :data:`var_utils.METHODS`; ``method_kwargs`` configure it.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    **method_kwargs
+        Settings of the method.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``{"base": ..., "var": ...}``, each (N, C', H, W).
+    """
     maps = base_and_var_maps(model, inputs, class_sets, method, refine_settings, **method_kwargs)
     return {mode: class_maps[:, 0] for mode, class_maps in maps.items()}
 
@@ -65,10 +97,28 @@ def sanity_check_table(
 ) -> pd.DataFrame:
     """Cascading randomisation similarity for every method, base vs VAR.
 
-    ``class_sets`` (N, K) holds each image's target first (see
-    :func:`var_utils.competing_classes`); it stays fixed while the
-    model is randomised. Returns :func:`var_utils.sanity.randomization_similarity`
-    rows with ``method`` and ``mode`` added.
+    Parameters
+    ----------
+    model : nn.Module
+        The trained model; never modified.
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    class_sets : torch.Tensor
+        (N, K) class sets, each image's target first (see
+        :func:`var_utils.competing_classes`); they stay fixed while the model
+        is randomised.
+    methods : mapping of str to mapping
+        Method name -> its settings.
+    layer_names, seed
+        As in :func:`var_utils.evaluation.sanity.cascading_randomization`.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`var_utils.evaluation.sanity.randomization_similarity`
+        for every method and mode, with ``method`` and ``mode`` columns added.
     """
     targets = class_sets[:, 0]
     tables = [
@@ -98,8 +148,28 @@ def perturbation_table(
 ) -> pd.DataFrame:
     """Insertion and deletion AUC of each image's target for every method, base vs VAR.
 
-    Returns one row per (method, mode, curve, sample) with the ``auc``
-    (deletion: lower is better; insertion: higher is better).
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; put it in eval mode yourself (the insertion and
+        deletion passes run it as it is).
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    class_sets : torch.Tensor
+        (N, K) class sets, each image's target first.
+    methods : mapping of str to mapping
+        Method name -> its settings.
+    step, batch_size
+        As in :func:`var_utils.evaluation.perturbation.insertion_deletion`.
+    refine_settings : dict, optional
+        ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, mode, curve, sample) with columns ``method``,
+        ``mode``, ``curve``, ``sample`` and ``auc`` (deletion: lower is better;
+        insertion: higher is better).
     """
     targets = class_sets[:, 0]
     rows = []

@@ -41,10 +41,22 @@ def get_method(method: str | AttributionMethod | Callable, **kwargs) -> Attribut
         a callable ``(inputs, target) -> maps`` (``kwargs``: only ``name``).
         A Captum object or a callable needs ``name`` for its results to be
         recorded and resumed (:meth:`AttributionMethod.fingerprint`).
+    **kwargs
+        Settings of a named method; the ``attribute`` keywords (and ``name``)
+        of a Captum object; ``name`` of a callable.
 
     Returns
     -------
     AttributionMethod
+        The method, ready for :func:`var_utils.attribute_classes`.
+
+    Raises
+    ------
+    ValueError
+        An unknown method name, or an invalid setting value.
+    TypeError
+        Unknown settings for the method, settings given with an
+        :class:`AttributionMethod` instance, or an unsupported ``method``.
 
     Examples
     --------

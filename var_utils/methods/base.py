@@ -17,7 +17,28 @@ from .._validation import check_classes_in_range, check_logits
 
 
 def selected_logits(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Run ``model`` once and return the logits of each row's classes, shape (N, K)."""
+    """Run ``model`` once and return the logits of each row's classes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits (N, num_classes).
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    classes : torch.Tensor
+        (N, K) class indices, one row per image.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K) logits, part of the autograd graph of ``inputs``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        The model does not return (N, num_classes) logits, or a class is out
+        of range.
+    """
     logits = check_logits(model(inputs), inputs.shape[0])
     check_classes_in_range(classes, logits.shape[1])
     return logits.gather(1, classes.to(logits.device))
@@ -26,10 +47,16 @@ def selected_logits(model: nn.Module, inputs: torch.Tensor, classes: torch.Tenso
 def class_gradients(selected: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
     """Gradients of each of the K selected logits with respect to ``wrt``.
 
-    ``selected`` is (N, K) and ``wrt`` (N, ...), computed by one forward pass.
     Row n of ``wrt`` only influences row n of ``selected`` (models in eval mode
     treat the images of a batch independently), so summing column k over the
     batch gives every image's gradient of its own k-th logit in one backward.
+
+    Parameters
+    ----------
+    selected : torch.Tensor
+        (N, K) logits, computed from ``wrt`` by one forward pass.
+    wrt : torch.Tensor
+        (N, ...) tensor that requires grad (the inputs or a layer's output).
 
     Returns
     -------
@@ -85,11 +112,33 @@ class AttributionMethod:
     performance_settings: tuple[str, ...] = ()
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Return the (N, K, C', H, W) maps of ``classes`` (N, K) for ``inputs`` (N, C, H, W)."""
+        """Base maps of K classes for every image.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Classifier returning logits (N, num_classes), already in
+            :func:`var_utils.methods.attribution_mode`.
+        inputs : torch.Tensor
+            Images (N, C, H, W).
+        classes : torch.Tensor
+            (N, K) class indices, one row per image.
+
+        Returns
+        -------
+        torch.Tensor
+            (N, K, C', H, W) maps of ``classes``, with C' = C or 1.
+        """
         raise NotImplementedError
 
     def settings(self) -> dict[str, object]:
-        """The method's declared settings, by name (its constructor arguments)."""
+        """The method's declared settings, by name (its constructor arguments).
+
+        Returns
+        -------
+        dict of str to object
+            Setting name -> value; empty for a method without settings.
+        """
         return {}
 
     def fingerprint(self) -> dict[str, object]:

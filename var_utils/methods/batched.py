@@ -18,7 +18,22 @@ from .base import AttributionMethod
 
 
 def count_module_calls(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, Counter]:
-    """Run ``model`` without gradients; return its output and how often each leaf module ran."""
+    """Run ``model`` once without gradients and count how often each leaf module ran.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    inputs : torch.Tensor
+        Its input batch.
+
+    Returns
+    -------
+    output : torch.Tensor
+        The model's output.
+    calls : collections.Counter
+        Leaf module -> number of calls during the forward pass.
+    """
     calls: Counter = Counter()
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(lambda module, _i, _o: calls.update([module])) for m in leaves]
@@ -32,7 +47,27 @@ def count_module_calls(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Te
 
 
 def match_input_size(maps: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """Check (M, C', h, w) maps against (M, C, H, W) inputs; upsample bilinearly if h, w differ."""
+    """Check maps against their inputs and upsample them bilinearly to the inputs' size if needed.
+
+    Parameters
+    ----------
+    maps : torch.Tensor
+        (M, C', h, w) maps with C' equal to the inputs' C or 1.
+    inputs : torch.Tensor
+        The explained images (M, C, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        (M, C', H, W) maps.
+
+    Raises
+    ------
+    TypeError
+        ``maps`` is not a tensor.
+    ValueError
+        ``maps`` does not have shape (M, 1 or C, h, w).
+    """
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"The base method must return a tensor, got {type(maps).__name__}.")
     if maps.dim() != 4 or maps.shape[0] != inputs.shape[0] or maps.shape[1] not in (1, inputs.shape[1]):
@@ -46,16 +81,50 @@ def match_input_size(maps: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 class RepeatedInputMethod(AttributionMethod):
-    """Base class: subclasses implement :meth:`attribute_rows` for one target per row."""
+    """Base class of methods without a shared forward pass: one call with each image repeated K times.
+
+    Subclasses implement :meth:`attribute_rows` for one target per row and
+    may refuse models in :meth:`check_model`.
+    """
 
     def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Maps (M, C', h, w) of ``targets[m]`` for ``inputs[m]``."""
+        """Maps of one target class per image.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Classifier returning logits (M, num_classes).
+        inputs : torch.Tensor
+            Images (M, C, H, W).
+        targets : torch.Tensor
+            (M,) class of each image.
+
+        Returns
+        -------
+        torch.Tensor
+            (M, C', h, w) maps of ``targets[m]`` for ``inputs[m]``, with C' = C
+            or 1; :meth:`attribute` upsamples them to (H, W) if h, w differ.
+        """
         raise NotImplementedError
 
     def check_model(self, model: nn.Module, calls: Counter) -> None:
-        """Refuse models the method cannot explain correctly (given leaf-module call counts)."""
+        """Refuse models the method cannot explain correctly; the default accepts every model.
 
-    def attribute(self, model, inputs, classes):
+        Parameters
+        ----------
+        model : nn.Module
+            The model to explain.
+        calls : collections.Counter
+            Leaf module -> number of calls in one forward pass (:func:`count_module_calls`).
+
+        Raises
+        ------
+        ValueError
+            The method cannot explain ``model`` correctly.
+        """
+
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Maps (N, K, C', H, W) of ``classes`` via :meth:`attribute_rows`: see :meth:`AttributionMethod.attribute`."""
         logits, calls = count_module_calls(model, inputs)
         check_classes_in_range(classes, check_logits(logits, inputs.shape[0]).shape[1])
         self.check_model(model, calls)
@@ -66,7 +135,19 @@ class RepeatedInputMethod(AttributionMethod):
 
 
 def default_lrp_composite(model: nn.Module):
-    """Zennit's ``EpsilonPlusFlat`` with the canonizer of the architecture (ResNet, VGG) where one exists."""
+    """Zennit's ``EpsilonPlusFlat`` with the canonizer of the architecture (ResNet, VGG) where one exists.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to explain.
+
+    Returns
+    -------
+    zennit.composites.EpsilonPlusFlat
+        The composite, with ``ResNetCanonizer`` or ``VGGCanonizer`` for
+        torchvision ResNets and VGGs.
+    """
     from torchvision import models as tv
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
@@ -81,10 +162,12 @@ def default_lrp_composite(model: nn.Module):
 class LRP(RepeatedInputMethod):
     """Layer-wise Relevance Propagation through zennit.
 
-    Args:
-        composite: a zennit composite; default ``EpsilonPlusFlat`` (ε for dense
-            layers, z⁺ for convolutions, flat for the first layer) with the
-            ResNet or VGG canonizer where the architecture has one.
+    Parameters
+    ----------
+    composite : zennit.core.Composite, optional
+        A zennit composite; default ``EpsilonPlusFlat`` (ε for dense layers,
+        z⁺ for convolutions, flat for the first layer) with the ResNet or VGG
+        canonizer where the architecture has one (:func:`default_lrp_composite`).
     """
 
     name = "lrp"
@@ -93,9 +176,11 @@ class LRP(RepeatedInputMethod):
         self.composite = composite
 
     def settings(self) -> dict[str, object]:
+        """``{"composite": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"composite": self.composite}
 
-    def attribute_rows(self, model, inputs, targets):
+    def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """LRP relevance maps (M, C, H, W) of ``targets``: see :meth:`RepeatedInputMethod.attribute_rows`."""
         from zennit.attribution import Gradient
 
         composite = self.composite if self.composite is not None else default_lrp_composite(model)
@@ -115,8 +200,10 @@ class DeepLift(RepeatedInputMethod):
     several call sites (EfficientNet-Lite, torchvision ResNets): such models
     are refused with a ``ValueError``.
 
-    Args:
-        baseline: ``None`` (zeros), a number or a tensor broadcastable to the inputs.
+    Parameters
+    ----------
+    baseline : torch.Tensor, float or None, default None
+        ``None`` (zeros), a number or a tensor broadcastable to the inputs.
     """
 
     name = "deeplift"
@@ -125,9 +212,11 @@ class DeepLift(RepeatedInputMethod):
         self.baseline = baseline
 
     def settings(self) -> dict[str, object]:
+        """``{"baseline": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"baseline": self.baseline}
 
-    def check_model(self, model, calls):
+    def check_model(self, model: nn.Module, calls: Counter) -> None:
+        """Refuse models that reuse a parameter-free module: see :meth:`RepeatedInputMethod.check_model`."""
         reused = sorted({type(m).__name__ for m, count in calls.items() if count > 1 and not list(m.parameters())})
         if reused:
             raise ValueError(
@@ -136,7 +225,8 @@ class DeepLift(RepeatedInputMethod):
                 "module per activation."
             )
 
-    def attribute_rows(self, model, inputs, targets):
+    def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """DeepLift maps (M, C, H, W) of ``targets``: see :meth:`RepeatedInputMethod.attribute_rows`."""
         from captum.attr import DeepLift as CaptumDeepLift
 
         baselines = 0.0 if self.baseline is None else self.baseline
@@ -146,10 +236,16 @@ class DeepLift(RepeatedInputMethod):
 class Occlusion(RepeatedInputMethod):
     """Occlusion (Zeiler & Fergus 2014) through Captum: the logit drop when a square window is set to zero.
 
-    Args:
-        window: side of the occluding square in pixels (default: 1/14 of the image height).
-        stride: step between windows (default: half the window).
-        perturbations_per_eval: occluded images per forward pass.
+    Parameters
+    ----------
+    window : int, optional
+        Side of the occluding square in pixels; default 1/14 of the image
+        height (at least 1).
+    stride : int, optional
+        Step between windows in pixels; default half the window (at least 1).
+    perturbations_per_eval : int, default 64
+        Occluded images per forward pass (a performance setting: it does not
+        change the maps).
     """
 
     name = "occlusion"
@@ -161,9 +257,11 @@ class Occlusion(RepeatedInputMethod):
         self.perturbations_per_eval = check_positive_int(perturbations_per_eval, "perturbations_per_eval")
 
     def settings(self) -> dict[str, object]:
+        """``window``, ``stride`` and ``perturbations_per_eval``: see :meth:`AttributionMethod.settings`."""
         return {"window": self.window, "stride": self.stride, "perturbations_per_eval": self.perturbations_per_eval}
 
-    def attribute_rows(self, model, inputs, targets):
+    def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Occlusion maps (M, C, H, W) of ``targets``: see :meth:`RepeatedInputMethod.attribute_rows`."""
         from captum.attr import Occlusion as CaptumOcclusion
 
         channels, height = inputs.shape[1], inputs.shape[2]
@@ -219,9 +317,11 @@ class CaptumMethod(_NamedMethod):
         self.attribute_kwargs = attribute_kwargs
 
     def settings(self) -> dict[str, object]:
+        """The attribution's class name and the ``attribute`` keywords: see :meth:`AttributionMethod.settings`."""
         return {"attribution": type(self.attribution).__qualname__, **self.attribute_kwargs}
 
-    def attribute_rows(self, model, inputs, targets):
+    def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The Captum object's maps of ``targets``: see :meth:`RepeatedInputMethod.attribute_rows`."""
         return self.attribution.attribute(inputs, target=targets, **self.attribute_kwargs)
 
 
@@ -245,7 +345,9 @@ class CallableMethod(_NamedMethod):
         self.function = function
 
     def settings(self) -> dict[str, object]:
+        """The function's qualified name: see :meth:`AttributionMethod.settings`."""
         return {"function": getattr(self.function, "__qualname__", type(self.function).__name__)}
 
-    def attribute_rows(self, model, inputs, targets):
+    def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The function's maps of ``targets`` (``model`` is unused): see :meth:`RepeatedInputMethod.attribute_rows`."""
         return self.function(inputs, targets)

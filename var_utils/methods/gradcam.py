@@ -20,7 +20,21 @@ def default_gradcam_layer(model: nn.Module) -> nn.Module:
     ``features`` (``features[28]`` for VGG-16); DenseNet: the last dense layer
     of ``features.denseblock4``; ConvNeXt: ``features[-1][-1]``; EfficientNet-Lite:
     ``_conv_head``; models with a ``gradcam_layer()`` method: its answer.
-    Raises ``ValueError`` for other architectures: pass ``layer=`` explicitly.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+
+    Returns
+    -------
+    nn.Module
+        A submodule of ``model``.
+
+    Raises
+    ------
+    ValueError
+        No default is known for the architecture: pass ``layer=`` explicitly.
     """
     from torchvision import models as tv
 
@@ -43,7 +57,29 @@ def default_gradcam_layer(model: nn.Module) -> nn.Module:
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """Turn ``layer`` (module, dotted name or None for the default) into a module of ``model``."""
+    """Turn ``layer`` (module, dotted name or None for the default) into a module of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+    layer : nn.Module, str or None
+        A module of ``model``, its dotted name (e.g. ``"layer4.2"``), or None
+        for :func:`default_gradcam_layer`.
+
+    Returns
+    -------
+    nn.Module
+        The layer, a submodule of ``model``.
+
+    Raises
+    ------
+    ValueError
+        ``layer`` is not a submodule of ``model``, or None for an architecture
+        without a known default.
+    TypeError
+        ``layer`` is neither a module, a string nor None.
+    """
     if layer is None:
         return default_gradcam_layer(model)
     if isinstance(layer, str):
@@ -61,7 +97,33 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
 def layer_activations_and_logits(
     model: nn.Module, layer: nn.Module, inputs: torch.Tensor, classes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass returning ``layer``'s output (N, C, h, w) and the selected logits (N, K)."""
+    """One forward pass returning ``layer``'s output and the selected logits.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits (N, num_classes).
+    layer : nn.Module
+        A module of ``model`` that runs once per forward pass and outputs a
+        4-D tensor.
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    classes : torch.Tensor
+        (N, K) class indices, one row per image.
+
+    Returns
+    -------
+    activations : torch.Tensor
+        ``layer``'s output (N, C, h, w), which requires grad.
+    selected : torch.Tensor
+        (N, K) logits of each row's classes.
+
+    Raises
+    ------
+    ValueError
+        ``layer``'s output is not a 4-D tensor, or the layer does not run
+        exactly once.
+    """
     captured = []
 
     def keep_output(_module, _inputs, output):
@@ -87,9 +149,27 @@ def layer_activations_and_logits(
 def gradcam_maps(
     activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int], relu: bool = False
 ) -> torch.Tensor:
-    """Grad-CAM from (N, C, h, w) activations and (N, K, C, h, w) gradients → (N, K, 1, H, W).
+    """Grad-CAM maps from a layer's activations and the gradients of K classes.
 
-    ``relu`` clamps the layer-resolution map before upsampling, as the paper and Captum do.
+    The gradients are averaged over each channel's positions into channel
+    weights, and the weighted activations are summed over channels.
+
+    Parameters
+    ----------
+    activations : torch.Tensor
+        (N, C, h, w) layer output.
+    gradients : torch.Tensor
+        (N, K, C, h, w) gradients of the K logits with respect to ``activations``.
+    size : tuple of int
+        ``(H, W)``, the size the maps are upsampled to (bilinear).
+    relu : bool, default False
+        Clamp the layer-resolution map at zero before upsampling, as the
+        paper and Captum do.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K, 1, H, W) maps.
     """
     channel_weights = gradients.mean(dim=(3, 4), keepdim=True)
     cams = (channel_weights * activations.unsqueeze(1)).sum(dim=2, keepdim=True)
@@ -105,10 +185,13 @@ class GradCAM(AttributionMethod):
     ``relu=True``, and upsampled bilinearly to the input size. The K backward
     passes stop at ``layer``.
 
-    Args:
-        layer: module of the model, its dotted name, or None for the paper's
-            layer of known architectures (see :func:`default_gradcam_layer`).
-        relu: clamp the map at zero (classic Grad-CAM).
+    Parameters
+    ----------
+    layer : nn.Module, str or None, default None
+        Module of the model, its dotted name, or None for the paper's layer of
+        known architectures (see :func:`default_gradcam_layer`).
+    relu : bool, default False
+        Clamp the map at zero (classic Grad-CAM).
     """
 
     name = "gradcam"
@@ -120,9 +203,11 @@ class GradCAM(AttributionMethod):
         self.relu = relu
 
     def settings(self) -> dict[str, object]:
+        """``{"layer": ..., "relu": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"layer": self.layer, "relu": self.relu}
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM maps (N, K, 1, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         layer = resolve_layer(model, self.layer)
         activations, selected = layer_activations_and_logits(model, layer, inputs, classes)
         return gradcam_maps(activations, class_gradients(selected, activations), tuple(inputs.shape[2:]), self.relu)

@@ -10,7 +10,22 @@ from .base import AttributionMethod, class_gradients, selected_logits
 
 
 def input_gradients(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """(N, K, C, H, W) gradients of the K class logits: one forward, K backward passes."""
+    """Gradients of the K class logits with respect to the inputs: one forward, K backward passes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits (N, num_classes).
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    classes : torch.Tensor
+        (N, K) class indices, one row per image.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K, C, H, W) gradients of each row's K logits.
+    """
     inputs = inputs.detach().requires_grad_(True)
     return class_gradients(selected_logits(model, inputs, classes), inputs)
 
@@ -18,8 +33,10 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, classes: torch.Tenso
 class Saliency(AttributionMethod):
     """Gradient of the class logit with respect to the input (Simonyan et al. 2014).
 
-    Args:
-        abs: return ``|∇|`` (Captum's default) instead of the signed gradient.
+    Parameters
+    ----------
+    abs : bool, default True
+        Return ``|∇|`` (Captum's default) instead of the signed gradient.
     """
 
     name = "saliency"
@@ -28,9 +45,11 @@ class Saliency(AttributionMethod):
         self.abs = abs
 
     def settings(self) -> dict[str, object]:
+        """``{"abs": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"abs": self.abs}
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Saliency maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         gradients = input_gradients(model, inputs, classes)
         return gradients.abs() if self.abs else gradients
 
@@ -40,19 +59,25 @@ class InputXGradient(AttributionMethod):
 
     name = "input_x_gradient"
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Input × gradient maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         return inputs.unsqueeze(1) * input_gradients(model, inputs, classes)
 
 
 class SmoothGrad(AttributionMethod):
     """Saliency averaged over noisy copies of the input (Smilkov et al. 2017).
 
-    Args:
-        n_samples: number of noisy copies; all are run in one forward pass.
-        noise_level: standard deviation of the Gaussian noise as a fraction of
-            each image's value range (``max − min``); the paper suggests 0.1–0.2.
-        abs: average ``|∇|`` (as Captum's ``NoiseTunnel(Saliency)``) or the signed gradient.
-        seed: seed of the noise, so maps are reproducible.
+    Parameters
+    ----------
+    n_samples : int, default 10
+        Number of noisy copies; all are run in one forward pass.
+    noise_level : float, default 0.15
+        Standard deviation of the Gaussian noise as a fraction of each image's
+        value range (``max − min``); the paper suggests 0.1–0.2.
+    abs : bool, default True
+        Average ``|∇|`` (as Captum's ``NoiseTunnel(Saliency)``) or the signed gradient.
+    seed : int, default 0
+        Seed of the noise, so maps are reproducible.
     """
 
     name = "smoothgrad"
@@ -66,9 +91,11 @@ class SmoothGrad(AttributionMethod):
         self.seed = seed
 
     def settings(self) -> dict[str, object]:
+        """``n_samples``, ``noise_level``, ``abs`` and ``seed``: see :meth:`AttributionMethod.settings`."""
         return {"n_samples": self.n_samples, "noise_level": self.noise_level, "abs": self.abs, "seed": self.seed}
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """SmoothGrad maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         noise = torch.randn((self.n_samples, *inputs.shape), generator=generator, dtype=inputs.dtype)
         value_range = (inputs.amax(dim=(1, 2, 3)) - inputs.amin(dim=(1, 2, 3))).view(1, -1, 1, 1, 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .base import AttributionMethod, class_gradients, selected_logits
@@ -41,8 +42,11 @@ def _clamp_negative(gradient: torch.Tensor) -> torch.Tensor:
 class GuidedReluMode(TorchFunctionMode):
     """While active, every ReLU-family call's output back-propagates only positive gradients.
 
-    ``gated_calls`` counts the calls that were guided, so callers can refuse
-    models without ReLUs instead of returning a plain gradient.
+    Attributes
+    ----------
+    gated_calls : int
+        The number of calls that were guided, so callers can refuse models
+        without ReLUs instead of returning a plain gradient.
     """
 
     def __init__(self) -> None:
@@ -57,11 +61,28 @@ class GuidedReluMode(TorchFunctionMode):
         return output
 
 
-def guided_gradients(model, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """(N, K, C, H, W) guided backprop maps: one guided forward, K backward passes.
+def guided_gradients(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Guided backprop maps of K classes: one guided forward, K backward passes.
 
-    Raises ``ValueError`` when the model makes no ReLU call (the guided rule
-    would have nothing to act on and the result would be a plain gradient).
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits (N, num_classes).
+    inputs : torch.Tensor
+        Images (N, C, H, W).
+    classes : torch.Tensor
+        (N, K) class indices, one row per image.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K, C, H, W) guided gradients.
+
+    Raises
+    ------
+    ValueError
+        The model makes no ReLU-family call (the guided rule would have
+        nothing to act on and the result would be a plain gradient).
     """
     inputs = inputs.detach().requires_grad_(True)
     with GuidedReluMode() as mode:
@@ -79,24 +100,29 @@ class GuidedBackprop(AttributionMethod):
 
     name = "guided_backprop"
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Guided-backprop maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         return guided_gradients(model, inputs, classes)
 
 
 class GuidedGradCAM(GradCAM):
     """Guided Grad-CAM: guided backprop times the ReLU'd, upsampled Grad-CAM (Selvaraju et al. 2017).
 
-    Args:
-        layer: the Grad-CAM layer, as in :class:`GradCAM`.
+    Parameters
+    ----------
+    layer : nn.Module, str or None, default None
+        The Grad-CAM layer, as in :class:`GradCAM`.
     """
 
     name = "guided_gradcam"
 
-    def __init__(self, layer=None) -> None:
+    def __init__(self, layer: nn.Module | str | None = None) -> None:
         super().__init__(layer=layer, relu=True)
 
     def settings(self) -> dict[str, object]:
+        """``{"layer": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"layer": self.layer}
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Guided Grad-CAM maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         return guided_gradients(model, inputs, classes) * super().attribute(model, inputs, classes)

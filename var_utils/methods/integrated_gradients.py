@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from .._validation import check_choice, check_positive_int
 from .base import AttributionMethod, class_gradients, selected_logits
@@ -16,6 +17,30 @@ def integration_points(n_steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]
 
     ``gausslegendre`` (Captum's default) maps Legendre nodes from [−1, 1] to [0, 1];
     the Riemann rules use equal steps.
+
+    Parameters
+    ----------
+    n_steps : int
+        Number of quadrature points.
+    rule : str
+        One of :data:`INTEGRATION_RULES`.
+
+    Returns
+    -------
+    alphas : numpy.ndarray
+        (n_steps,) interpolation coefficients in [0, 1].
+    weights : numpy.ndarray
+        (n_steps,) quadrature weights; they sum to 1.
+
+    Raises
+    ------
+    ValueError
+        ``riemann_trapezoid`` with ``n_steps < 2``.
+
+    Examples
+    --------
+    >>> integration_points(2, "riemann_middle")
+    (array([0.25, 0.75]), array([0.5, 0.5]))
     """
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n_steps)
@@ -38,11 +63,17 @@ class IntegratedGradients(AttributionMethod):
     each chunk's forward pass is shared by the K classes, so peak memory does
     not grow with ``n_steps``.
 
-    Args:
-        n_steps: number of interpolation points.
-        baseline: ``None`` (zeros), a number, or a tensor broadcastable to the inputs.
-        rule: quadrature rule, one of ``INTEGRATION_RULES``.
-        internal_batch_size: most interpolated images held at once.
+    Parameters
+    ----------
+    n_steps : int, default 64
+        Number of interpolation points.
+    baseline : torch.Tensor, float or None, default None
+        ``None`` (zeros), a number, or a tensor broadcastable to the inputs.
+    rule : str, default "gausslegendre"
+        Quadrature rule, one of :data:`INTEGRATION_RULES`.
+    internal_batch_size : int, default 16
+        Most interpolated images held at once (a performance setting: it does
+        not change the maps).
     """
 
     name = "integrated_gradients"
@@ -76,6 +107,7 @@ class IntegratedGradients(AttributionMethod):
             ) from None
 
     def settings(self) -> dict[str, object]:
+        """``n_steps``, ``baseline``, ``rule`` and ``internal_batch_size``: see :meth:`AttributionMethod.settings`."""
         return {
             "n_steps": self.n_steps,
             "baseline": self.baseline,
@@ -83,7 +115,8 @@ class IntegratedGradients(AttributionMethod):
             "internal_batch_size": self.internal_batch_size,
         }
 
-    def attribute(self, model, inputs, classes):
+    def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Integrated Gradients maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         baselines = self._baselines(inputs)
         alphas, weights = integration_points(self.n_steps, self.rule)
         alphas = torch.as_tensor(alphas, dtype=inputs.dtype, device=inputs.device)

@@ -41,6 +41,12 @@ def build_methods(methods: object) -> dict[str, AttributionMethod]:
     -------
     dict of str to AttributionMethod
         The built methods, in the given order.
+
+    Raises
+    ------
+    TypeError
+        ``methods`` is not a non-empty dict of str names to dicts (or None),
+        or a method's settings are bad (see :func:`var_utils.get_method`).
     """
     if not isinstance(methods, Mapping) or not methods:
         raise TypeError(
@@ -172,10 +178,31 @@ def run_settings(
 ) -> dict:
     """The fingerprint a run records with its results (see :mod:`var_utils.evaluation.gpg.store`).
 
-    The model is recorded by its ``name`` (set by :func:`var_utils.load_model`,
-    else its class name) and the grids by their ``description`` (None for an
-    iterable of batches). A method whose maps its settings cannot identify
-    (a callable or Captum object without ``name=``) raises ``ValueError``.
+    Parameters
+    ----------
+    model : nn.Module
+        Recorded by its ``name`` (set by :func:`var_utils.load_model`), else
+        its class name.
+    grids : object
+        Recorded by its ``description`` (None for an iterable of batches).
+    methods : mapping of str to AttributionMethod
+        Recorded by their :meth:`~var_utils.AttributionMethod.fingerprint`.
+    modes : sequence of str
+        The scored modes.
+    **settings : dict
+        Further checked settings to record (``refine_settings``, ``metric_settings``).
+
+    Returns
+    -------
+    dict
+        ``model``, ``source``, ``modes``, the ``settings`` and ``methods``
+        (name -> fingerprint).
+
+    Raises
+    ------
+    ValueError
+        A method whose maps its settings cannot identify (a callable or
+        Captum object without ``name=``).
     """
     fingerprints = {}
     for name, method in methods.items():
@@ -202,7 +229,30 @@ def _ordered(table: pd.DataFrame, method_names: Sequence[str], modes: Sequence[s
 
 
 def scorer_for(model: nn.Module, grids: object, metric_settings: Mapping | None, grid: tuple[int, int] | None):
-    """A :class:`GridScorer` with checked settings; the layout is ``grid``, else ``grids.grid``, else 2×2."""
+    """A :class:`GridScorer` with checked settings.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+    grids : Dataset of GridSample or iterable of batches
+        As in :func:`evaluate_grid_pointing_game`; checked here.
+    metric_settings : dict, optional
+        Binarisation settings of :func:`var_utils.evaluation.metrics.check_metric_settings`.
+    grid : tuple of int, optional
+        ``(rows, cols)``; default ``grids.grid`` if present, else (2, 2).
+
+    Returns
+    -------
+    GridScorer
+        The scorer, with all metric settings filled in.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``model`` is not a module, ``grids`` is empty or neither a dataset nor
+        an iterable, or bad ``metric_settings``.
+    """
     check_model(model)
     _check_grids(grids)
     return GridScorer(model, check_metric_settings(metric_settings), tuple(grid or getattr(grids, "grid", (2, 2))))
@@ -336,6 +386,11 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         One row per (method, mode) in order of appearance; columns ``method``,
         ``mode``, ``n`` and ``<metric>_mean``, ``<metric>_se`` for every metric
         of :data:`~var_utils.evaluation.gpg.scoring.GPG_METRICS`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``table`` is not a DataFrame, lacks a column, or is empty.
 
     Examples
     --------

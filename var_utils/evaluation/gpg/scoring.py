@@ -83,7 +83,19 @@ def _cell_maps(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def typed_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table's :data:`GPG_COLUMNS` in order, with one dtype per column whatever the table came from."""
+    """The table's :data:`GPG_COLUMNS` in order, with one dtype per column whatever the table came from.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table with (at least) the columns :data:`GPG_COLUMNS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer ``grid``, ``cell``, ``label`` and ``n_classes``, string
+        ``method`` and ``mode``, float64 metrics.
+    """
     types = {
         **dict.fromkeys(_INTEGER_COLUMNS, "int64"),
         "method": str,
@@ -142,7 +154,31 @@ class GridScorer:
     def base_maps(
         self, name: str, method: AttributionMethod, grid_ids: list[int], images: torch.Tensor, labels: torch.Tensor
     ) -> GridBaseMaps:
-        """Base maps of each grid's distinct labels, from one :func:`var_utils.attribute_classes` call."""
+        """Base maps of each grid's distinct labels, from one :func:`var_utils.attribute_classes` call.
+
+        Parameters
+        ----------
+        name : str
+            The method's name in the run.
+        method : AttributionMethod
+            The base method.
+        grid_ids : list of int
+            Id of each grid of the batch.
+        images : torch.Tensor
+            (N, C, H, W) grid images; moved to the model's device.
+        labels : torch.Tensor
+            (N, n_cells) cell labels.
+
+        Returns
+        -------
+        GridBaseMaps
+            The maps and what scoring them needs.
+
+        Raises
+        ------
+        ValueError
+            ``labels`` does not have one column per cell of the grid.
+        """
         n_cells = self.grid[0] * self.grid[1]
         if labels.dim() != 2 or labels.shape[1] != n_cells:
             raise ValueError(
@@ -154,7 +190,23 @@ class GridScorer:
         return GridBaseMaps(name, grid_ids, labels, base, positions, n_classes)
 
     def rows(self, batch: GridBaseMaps, mode: str, maps: torch.Tensor) -> pd.DataFrame:
-        """Scores of one kind of maps (base or VAR, shaped like ``batch.base``), one row per cell."""
+        """Scores of one kind of maps, one row per cell.
+
+        Parameters
+        ----------
+        batch : GridBaseMaps
+            The batch the maps belong to.
+        mode : str
+            ``"base"`` or ``"var"``, written to the ``mode`` column.
+        maps : torch.Tensor
+            Maps shaped like ``batch.base`` (N, K, C', H, W): the base maps or
+            their VAR maps.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :data:`GPG_COLUMNS`, one row per grid × cell.
+        """
         n_cells = self.grid[0] * self.grid[1]
         cells = torch.arange(n_cells).repeat(len(batch.grid_ids))
         scores = localisation_table(_cell_maps(maps, batch.positions), cells, self.grid, **self.metric_settings)

@@ -39,6 +39,11 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`, in file order.
+
+    Raises
+    ------
+    ValueError
+        The file's columns are not those of a grid pointing game table.
     """
     table = pd.read_csv(path, float_precision="round_trip")
     if tuple(table.columns) != GPG_COLUMNS:
@@ -50,7 +55,23 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
 
 
 def settings_path(path: str | Path) -> Path:
-    """Where the fingerprint of the results CSV ``path`` is kept: ``<path>.settings.json``."""
+    """Where the fingerprint of the results CSV ``path`` is kept.
+
+    Parameters
+    ----------
+    path : str or Path
+        The results CSV.
+
+    Returns
+    -------
+    Path
+        ``<path>.settings.json``, in the same folder.
+
+    Examples
+    --------
+    >>> settings_path("results/gpg.csv").as_posix()
+    'results/gpg.csv.settings.json'
+    """
     path = Path(path)
     return path.with_name(f"{path.name}.settings.json")
 
@@ -122,21 +143,39 @@ class ResultStore:
             temporary.write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
 
     def completed(self) -> set[tuple[int, str]]:
-        """The (grid, method) pairs the CSV already holds."""
+        """The (grid, method) pairs the CSV already holds.
+
+        Returns
+        -------
+        set of tuple of (int, str)
+            Empty without a CSV or before it exists.
+        """
         if self.path is None or not self.path.exists():
             return set()
         table = read_gpg_table(self.path)
         return set(zip(table["grid"].tolist(), table["method"].tolist()))
 
     def add(self, rows: pd.DataFrame) -> None:
-        """Keep ``rows``: append them to the CSV, or to the in-memory table."""
+        """Keep ``rows``: append them to the CSV, or to the in-memory table.
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame
+            Rows with the columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
+        """
         if self.path is None:
             self.frames.append(rows)
         else:
             _append_csv(self.path, rows)
 
     def table(self) -> pd.DataFrame:
-        """Every row of the run (from the CSV when there is one)."""
+        """Every row of the run (from the CSV when there is one).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
+        """
         if self.path is not None and self.path.exists():
             return read_gpg_table(self.path)
         rows = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame(columns=GPG_COLUMNS)
