@@ -620,3 +620,25 @@ def test_get_method_wraps_every_kind():
     assert isinstance(get_method(ca.Saliency(nn.Linear(2, 2))), CaptumMethod)
     assert isinstance(get_method(lambda x, t: x), CallableMethod)
     assert isinstance(get_method("gradcam", layer="x"), GradCAM)
+
+
+def test_base_and_var_maps_rejects_bad_modes_and_class_counts(plain_cnn, small_images):
+    from var_utils.engine import base_and_var_maps, var_from_base
+    from var_utils.refine import refine_all
+
+    with pytest.raises(TypeError, match="`modes`"):
+        base_and_var_maps(plain_cnn, small_images, [0, 1], "saliency", modes="var")
+    with pytest.raises(ValueError, match="`modes`"):
+        base_and_var_maps(plain_cnn, small_images, [0, 1], "saliency", modes=("var", "both"))
+    base = torch.rand(2, 3, 1, 4, 4)
+    with pytest.raises(ValueError, match="`n_classes`"):
+        var_from_base(base, n_classes=torch.tensor([2, 4]))
+    with pytest.raises(ValueError, match="`n_classes`"):
+        var_from_base(base, n_classes=torch.tensor([2]))
+    with pytest.raises(TypeError, match="`n_classes`"):
+        var_from_base(base, n_classes=torch.tensor([2.0, 3.0]))
+    # Rows refine among their own first n classes only: independent of the padding column.
+    refined = var_from_base(base, n_classes=torch.tensor([2, 3]))
+    torch.testing.assert_close(refined[0, :2], refine_all(base[0, :2]))
+    torch.testing.assert_close(refined[0, 2], base[0, 2])
+    torch.testing.assert_close(refined[1], refine_all(base[1]))

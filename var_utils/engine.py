@@ -118,6 +118,18 @@ def attribute_classes(
     return maps.detach()
 
 
+def _check_n_classes(n_classes: object, base: torch.Tensor) -> None:
+    """Raise unless ``n_classes`` is an (N,) integer tensor with values in 1..K for (N, K, ...) ``base``."""
+    if not isinstance(n_classes, torch.Tensor) or n_classes.is_floating_point() or n_classes.dtype == torch.bool:
+        raise TypeError(f"`n_classes` must be an integer tensor or None, got {type(n_classes).__name__}.")
+    if n_classes.shape != base.shape[:1]:
+        raise ValueError(
+            f"`n_classes` must have shape ({base.shape[0]},), one count per row, got {tuple(n_classes.shape)}."
+        )
+    if n_classes.numel() and not (1 <= int(n_classes.min()) and int(n_classes.max()) <= base.shape[1]):
+        raise ValueError(f"`n_classes` must lie in 1..{base.shape[1]} (the classes per row), got {n_classes.tolist()}.")
+
+
 def var_from_base(
     base: torch.Tensor, refine_settings: Mapping | None = None, *, n_classes: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -151,6 +163,7 @@ def var_from_base(
     settings = check_refine_settings(refine_settings)
     if n_classes is None:
         return refine_all(base, class_dim=1, **settings)
+    _check_n_classes(n_classes, base)
     refined = base.clone()
     for count in set(n_classes.tolist()) - {1}:
         rows = (n_classes == count).to(base.device)
@@ -194,6 +207,8 @@ def base_and_var_maps(
     >>> maps["base"].shape, maps["var"].shape
     (torch.Size([2, 2, 3, 8, 8]), torch.Size([2, 2, 3, 8, 8]))
     """
+    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
+        raise TypeError(f"`modes` must be a non-empty sequence from {list(MAP_MODES)}, e.g. ('var',); got {modes!r}.")
     for mode in modes:
         check_choice(mode, "modes", MAP_MODES)
     settings = check_refine_settings(refine_settings)
