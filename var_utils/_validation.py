@@ -70,6 +70,16 @@ def check_channels(images: torch.Tensor, expected: int | None, name: str = "inpu
         )
 
 
+def check_fixed_size(model: nn.Module, images: torch.Tensor, name: str = "inputs") -> None:
+    """Raise ``ValueError`` if ``model`` takes one image size only (a ViT's ``image_size``) and ``images`` differ."""
+    size = getattr(model, "image_size", None)
+    if isinstance(size, int) and hasattr(model, "patch_size") and tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(
+            f"`{name}` must be {size}x{size} images for this {type(model).__name__} (its position embeddings fix "
+            f"the size), got {images.shape[-2]}x{images.shape[-1]}."
+        )
+
+
 def check_class_set(classes: object, name: str = "class_indices") -> list[int]:
     """Return ``classes`` as a list of >= 2 distinct non-negative ints."""
     if isinstance(classes, torch.Tensor):

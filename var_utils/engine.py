@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._model_state import attribution_mode
-from ._validation import check_channels, check_choice, check_class_set, check_images, check_model
+from ._validation import check_channels, check_choice, check_class_set, check_fixed_size, check_images, check_model
 from .methods import AttributionMethod, get_method
 from .refine import check_refine_settings, refine_all
 
@@ -65,7 +65,9 @@ def class_matrix(classes: Sequence[int] | torch.Tensor, num_images: int, name: s
 
 
 def expected_channels(model: nn.Module) -> int | None:
-    """Input channels of the model's first ``nn.Conv2d`` (None when it has none)."""
+    """Input channels of the model: its ``input_channels`` attribute, else its first ``nn.Conv2d``'s (None: unknown)."""
+    if isinstance(getattr(model, "input_channels", None), int):
+        return model.input_channels
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return None if first_conv is None else first_conv.in_channels
 
@@ -111,6 +113,7 @@ def attribute_classes(
     check_model(model)
     inputs = check_images(inputs)
     check_channels(inputs, expected_channels(model))
+    check_fixed_size(model, inputs)
     class_sets = class_matrix(classes, inputs.shape[0]).to(inputs.device)
     attribution_method = get_method(method, **method_kwargs)
     with attribution_mode(model):

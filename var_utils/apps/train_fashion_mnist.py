@@ -1,19 +1,26 @@
-"""Train the Fashion-MNIST CNN whose weights ship as package data (``var_utils/data/fashion_mnist_cnn.safetensors``).
+"""Train the Fashion-MNIST models whose weights ship as package data: the CNN, the ViT and the B-cos network.
 
 Usage::
 
-    python -m var_utils.apps.train_fashion_mnist --epochs 6 --out var_utils/data/fashion_mnist_cnn.safetensors
+    python -m var_utils.apps.train_fashion_mnist --arch cnn    # var_utils/models/data/fashion_mnist_cnn.safetensors
+    python -m var_utils.apps.train_fashion_mnist --arch vit    # ... fashion_mnist_vit.safetensors
+    python -m var_utils.apps.train_fashion_mnist --arch bcos   # ... fashion_mnist_bcos.safetensors
 
 Training is seeded and uses deterministic algorithms, so the same seed,
-epochs, thread count and torch version give the same weights: Adam with a
-cosine learning-rate decay, no augmentation. The script prints the test
-accuracy after every epoch and writes the weights atomically.
+epochs, thread count and torch version give the same weights. Each
+architecture has its recipe (:data:`RECIPES`): the CNN Adam with cross-entropy,
+the ViT AdamW with a one-epoch warm-up and random horizontal flips on single
+images upscaled to 56 pixels, the B-cos network Adam with the ``bcos``
+package's binary cross-entropy. All decay the learning rate to 0 by a cosine.
+The script prints the test accuracy after every epoch and writes the weights atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,48 +30,143 @@ from torch import nn
 from .._io import atomic_output_path
 from ..datasets.fashion_mnist import load_fashion_mnist
 from ..evaluation.metrics import accuracy
-from ..models import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN
+from ..models import (
+    FASHION_MNIST_BCOS_WEIGHTS,
+    FASHION_MNIST_CNN_WEIGHTS,
+    FASHION_MNIST_VIT_WEIGHTS,
+    FashionMNISTCNN,
+    fashion_mnist_bcos,
+    fashion_mnist_vit,
+    upscale_to_vit,
+)
 
 
-def train(epochs: int, batch_size: int, learning_rate: float, seed: int, data_root: Path | None) -> FashionMNISTCNN:
-    """Train a :class:`FashionMNISTCNN` and print the test accuracy after each epoch.
+def _bcos_loss() -> nn.Module:
+    from bcos.modules import BinaryCrossEntropyLoss
+
+    return BinaryCrossEntropyLoss()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one architecture is trained.
 
     Parameters
     ----------
+    build : callable
+        Returns the untrained model.
+    weights : Path
+        Where the shipped weights live (the default ``--out``).
+    epochs : int
+        Default number of epochs.
+    learning_rate : float
+        Default peak learning rate.
+    loss : callable
+        Returns the loss module, called with (logits, labels).
+    weight_decay : float
+        AdamW's decoupled weight decay; 0 uses plain Adam.
+    warmup_epochs : int
+        Epochs of linear learning-rate warm-up before the cosine decay.
+    prepare : callable
+        Maps (N, 1, 28, 28) normalised images to the model's input.
+    flip : bool
+        Flip each training image horizontally with probability 1/2.
+    """
+
+    build: Callable[[], nn.Module]
+    weights: Path
+    epochs: int
+    learning_rate: float
+    loss: Callable[[], nn.Module] = nn.CrossEntropyLoss
+    weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    prepare: Callable[[torch.Tensor], torch.Tensor] = torch.nn.Identity()
+    flip: bool = False
+
+
+RECIPES = {
+    "cnn": Recipe(FashionMNISTCNN, FASHION_MNIST_CNN_WEIGHTS, epochs=6, learning_rate=2e-3),
+    "vit": Recipe(
+        fashion_mnist_vit,
+        FASHION_MNIST_VIT_WEIGHTS,
+        epochs=15,
+        learning_rate=1e-3,
+        weight_decay=0.05,
+        warmup_epochs=1,
+        prepare=upscale_to_vit,
+        flip=True,
+    ),
+    "bcos": Recipe(fashion_mnist_bcos, FASHION_MNIST_BCOS_WEIGHTS, epochs=12, learning_rate=1e-3, loss=_bcos_loss),
+}
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + torch.cos(torch.tensor(torch.pi * progress)).item())
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(
+    arch: str, epochs: int, batch_size: int, learning_rate: float, seed: int, data_root: Path | None
+) -> nn.Module:
+    """Train one architecture by its :data:`RECIPES` entry and print the test accuracy after each epoch.
+
+    Parameters
+    ----------
+    arch : str
+        A key of :data:`RECIPES`.
     epochs : int
         Passes over the 60,000 training images.
     batch_size : int
         Images per optimiser step.
     learning_rate : float
-        Initial learning rate of Adam, decayed to 0 by a cosine schedule.
+        Peak learning rate.
     seed : int
-        Seed of the initialisation and of the shuffling.
+        Seed of the initialisation, the shuffling and the flips.
     data_root : Path or None
         Fashion-MNIST folder of :func:`var_utils.datasets.fashion_mnist.load_fashion_mnist`.
 
     Returns
     -------
-    FashionMNISTCNN
+    nn.Module
         The trained model, in eval mode.
     """
+    recipe = RECIPES[arch]
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(seed)
     train_images, train_labels = load_fashion_mnist(data_root, train=True)
     test_images, test_labels = load_fashion_mnist(data_root, train=False)
+    test_images = recipe.prepare(test_images)
 
-    model = FashionMNISTCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model = recipe.build()
+    if recipe.weight_decay:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps_per_epoch = -(-len(train_labels) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    loss_function = nn.CrossEntropyLoss()
+    if recipe.warmup_epochs:
+        schedule = _schedule(optimizer, recipe.warmup_epochs * steps_per_epoch, epochs * steps_per_epoch)
+    else:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    loss_function = recipe.loss()
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(train_labels), generator=generator)
         for batch in order.split(batch_size):
+            images = train_images[batch]
+            if recipe.flip:
+                flipped = torch.rand(len(batch), generator=generator) < 0.5
+                images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(-1), images)
             optimizer.zero_grad()
-            loss = loss_function(model(train_images[batch]), train_labels[batch])
+            loss = loss_function(model(recipe.prepare(images)), train_labels[batch])
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -86,21 +188,26 @@ def main(argv: list[str] | None = None) -> None:
         The arguments after the program name; default ``sys.argv[1:]``.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--arch", choices=sorted(RECIPES), default="cnn")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate, decayed to 0 by a cosine")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None, help="Fashion-MNIST folder (default: cache)")
-    parser.add_argument("--out", type=Path, default=FASHION_MNIST_CNN_WEIGHTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: the shipped weights file")
     args = parser.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
+    recipe = RECIPES[args.arch]
+    epochs = recipe.epochs if args.epochs is None else args.epochs
+    learning_rate = recipe.learning_rate if args.lr is None else args.lr
+    out = recipe.weights if args.out is None else args.out
+    if epochs < 1 or args.batch_size < 1 or learning_rate <= 0:
         parser.error("--epochs and --batch-size must be >= 1 and --lr > 0")
 
-    model = train(args.epochs, args.batch_size, args.lr, args.seed, args.data_root)
+    model = train(args.arch, epochs, args.batch_size, learning_rate, args.seed, args.data_root)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_output_path(args.out) as tmp_path:
-        save_file(state, str(tmp_path), metadata={"epochs": str(args.epochs), "seed": str(args.seed)})
-    print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    with atomic_output_path(out) as tmp_path:
+        save_file(state, str(tmp_path), metadata={"arch": args.arch, "epochs": str(epochs), "seed": str(args.seed)})
+    print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":

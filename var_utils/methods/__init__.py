@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._model_state import attribution_mode
+from .attention import AttentionGradCAM, AttentionRollout, GradientRollout
+from .attnlrp import AttnLRP
 from .base import AttributionMethod
 from .batched import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
+from .bcos import BcosContribution
 from .gradcam import GradCAM, default_gradcam_layer
 from .gradient import InputXGradient, Saliency, SmoothGrad
 from .guided import GuidedBackprop, GuidedGradCAM
@@ -25,6 +28,11 @@ METHODS: dict[str, type[AttributionMethod]] = {
         DeepLift,
         SmoothGrad,
         Occlusion,
+        AttentionGradCAM,
+        AttentionRollout,
+        GradientRollout,
+        AttnLRP,
+        BcosContribution,
     )
 }
 
@@ -88,11 +96,16 @@ def get_method(method: str | AttributionMethod | Callable, **kwargs) -> Attribut
 
 __all__ = [
     "METHODS",
+    "AttentionGradCAM",
+    "AttentionRollout",
+    "AttnLRP",
     "AttributionMethod",
+    "BcosContribution",
     "CallableMethod",
     "CaptumMethod",
     "DeepLift",
     "GradCAM",
+    "GradientRollout",
     "GuidedBackprop",
     "GuidedGradCAM",
     "InputXGradient",

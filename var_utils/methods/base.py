@@ -9,6 +9,7 @@ model's parameters never require grad meanwhile.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -63,11 +64,29 @@ def class_gradients(selected: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         (N, K, ...): one backward pass per class, the graph reused.
     """
+    return class_gradients_of_many(selected, [wrt])[0]
+
+
+def class_gradients_of_many(selected: torch.Tensor, wrt: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """:func:`class_gradients` with respect to several tensors at once (one backward pass per class).
+
+    Parameters
+    ----------
+    selected : torch.Tensor
+        (N, K) logits.
+    wrt : sequence of torch.Tensor
+        Tensors (N, ...) on the path from the inputs to ``selected``.
+
+    Returns
+    -------
+    list of torch.Tensor
+        One (N, K, ...) tensor per entry of ``wrt``.
+    """
     num_classes = selected.shape[1]
-    gradients = [
-        torch.autograd.grad(selected[:, k].sum(), wrt, retain_graph=k < num_classes - 1)[0] for k in range(num_classes)
+    per_class = [
+        torch.autograd.grad(selected[:, k].sum(), wrt, retain_graph=k < num_classes - 1) for k in range(num_classes)
     ]
-    return torch.stack(gradients, dim=1)
+    return [torch.stack([gradients[i] for gradients in per_class], dim=1) for i in range(len(wrt))]
 
 
 def _json_setting(value: object, key: str) -> object:

@@ -1,4 +1,9 @@
-"""Grad-CAM, signed, upsampled bilinearly to the input size; K classes from one forward pass."""
+"""Grad-CAM, signed, upsampled bilinearly to the input size; K classes from one forward pass.
+
+On a vision transformer the layer outputs tokens (N, 1 + h*w, D): the class
+token is dropped and the patch tokens are laid out on the patch grid, for the
+activations and their gradients alike, as pytorch-grad-cam's reshape transform does.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import AttributionMethod, class_gradients, selected_logits
+from .transformer import patch_grid, tokens_to_grid
 
 
 def _last_child(module: nn.Module) -> nn.Module:
@@ -19,7 +25,9 @@ def default_gradcam_layer(model: nn.Module) -> nn.Module:
     ResNet/ResNeXt/Wide-ResNet: ``layer4[-1]``; VGG: the last convolution of
     ``features`` (``features[28]`` for VGG-16); DenseNet: the last dense layer
     of ``features.denseblock4``; ConvNeXt: ``features[-1][-1]``; EfficientNet-Lite:
-    ``_conv_head``; models with a ``gradcam_layer()`` method: its answer.
+    ``_conv_head``; torchvision ViT: the input norm of the last block
+    (``encoder.layers[-1].ln_1``, whose patch tokens still receive gradient,
+    unlike the last block's output); models with a ``gradcam_layer()`` method: its answer.
 
     Parameters
     ----------
@@ -40,6 +48,8 @@ def default_gradcam_layer(model: nn.Module) -> nn.Module:
 
     if callable(getattr(model, "gradcam_layer", None)):
         return model.gradcam_layer()
+    if isinstance(model, tv.VisionTransformer):
+        return model.encoder.layers[-1].ln_1
     if isinstance(model, tv.ResNet):
         return model.layer4[-1]
     if isinstance(model, tv.VGG):
@@ -114,22 +124,23 @@ def layer_activations_and_logits(
     Returns
     -------
     activations : torch.Tensor
-        ``layer``'s output (N, C, h, w), which requires grad.
+        ``layer``'s output, (N, C, h, w) or tokens (N, T, D), which requires grad.
     selected : torch.Tensor
         (N, K) logits of each row's classes.
 
     Raises
     ------
     ValueError
-        ``layer``'s output is not a 4-D tensor, or the layer does not run
-        exactly once.
+        ``layer``'s output is neither a 4-D tensor nor 3-D tokens, or the
+        layer does not run exactly once.
     """
     captured = []
 
     def keep_output(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        if not isinstance(output, torch.Tensor) or output.dim() not in (3, 4):
             raise ValueError(
-                f"The Grad-CAM layer must output a (N, C, h, w) tensor, got "
+                f"The Grad-CAM layer of {type(model).__name__} must output a (N, C, h, w) feature map or "
+                "(N, tokens, D) transformer tokens, got "
                 f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}."
             )
         # Without input gradients nothing upstream of the layer is recorded.
@@ -210,4 +221,8 @@ class GradCAM(AttributionMethod):
         """Grad-CAM maps (N, K, 1, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         layer = resolve_layer(model, self.layer)
         activations, selected = layer_activations_and_logits(model, layer, inputs, classes)
-        return gradcam_maps(activations, class_gradients(selected, activations), tuple(inputs.shape[2:]), self.relu)
+        gradients = class_gradients(selected, activations)
+        if activations.dim() == 3:
+            grid = patch_grid(model, activations.shape[1])
+            activations, gradients = tokens_to_grid(activations, grid), tokens_to_grid(gradients, grid)
+        return gradcam_maps(activations, gradients, tuple(inputs.shape[2:]), self.relu)

@@ -1,4 +1,4 @@
-"""Guided Backprop and Guided Grad-CAM, with the guided rule at every ReLU call site.
+"""Guided Backprop and Guided Grad-CAM, with the guided rule at every ReLU and GELU call site.
 
 Captum's ``GuidedBackprop`` rewrites ``nn.ReLU`` modules only, so on models with
 ``nn.ReLU6``, functional ReLUs or one activation module reused at several call
@@ -8,6 +8,10 @@ whatever module or function made it, and the gradient flowing back into that
 call's output is clamped at zero. The activation's own backward then applies
 its 0/1 derivative, which together is the guided rule
 ``grad_in = max(grad_out, 0) ⊙ 1[active]``.
+
+Transformers have GELUs instead, whose derivative can be negative; there the
+rule of the original VAR project applies: the gradient leaving the GELU is
+clamped, ``grad_in = max(grad_out ⊙ GELU'(x), 0)``.
 """
 
 from __future__ import annotations
@@ -39,8 +43,26 @@ def _clamp_negative(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.clamp(min=0)
 
 
-class GuidedReluMode(TorchFunctionMode):
-    """While active, every ReLU-family call's output back-propagates only positive gradients.
+class _GuidedGelu(torch.autograd.Function):
+    """GELU forward; the backward clamps ``grad_out * GELU'(x)`` at zero."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, approximate: str) -> torch.Tensor:
+        ctx.save_for_backward(inputs)
+        ctx.approximate = approximate
+        return F.gelu(inputs, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (inputs,) = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = inputs.detach().requires_grad_(True)
+            (local,) = torch.autograd.grad(F.gelu(leaf, approximate=ctx.approximate), leaf, gradient)
+        return local.clamp(min=0), None
+
+
+class GuidedActivationMode(TorchFunctionMode):
+    """While active, every ReLU-family and GELU call back-propagates by the guided rule.
 
     Attributes
     ----------
@@ -54,7 +76,11 @@ class GuidedReluMode(TorchFunctionMode):
         self.gated_calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        output = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if func is F.gelu and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+            self.gated_calls += 1
+            return _GuidedGelu.apply(args[0], kwargs.get("approximate", args[1] if len(args) > 1 else "none"))
+        output = func(*args, **kwargs)
         if func in RELU_FAMILY and isinstance(output, torch.Tensor) and output.requires_grad:
             output.register_hook(_clamp_negative)
             self.gated_calls += 1
@@ -85,12 +111,12 @@ def guided_gradients(model: nn.Module, inputs: torch.Tensor, classes: torch.Tens
         nothing to act on and the result would be a plain gradient).
     """
     inputs = inputs.detach().requires_grad_(True)
-    with GuidedReluMode() as mode:
+    with GuidedActivationMode() as mode:
         selected = selected_logits(model, inputs, classes)
     if mode.gated_calls == 0:
         raise ValueError(
-            f"Guided backprop needs ReLU-family activations (ReLU, ReLU6, hardtanh); {type(model).__name__} "
-            "made no such call, so the result would be the plain gradient. Use another method."
+            f"Guided backprop needs ReLU-family or GELU activations; {type(model).__name__} made no such call, so "
+            "the result would be the plain gradient. Use another method (for B-cos networks: 'bcos')."
         )
     return class_gradients(selected, inputs)
 
