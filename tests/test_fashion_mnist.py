@@ -28,7 +28,17 @@ from var_utils.datasets.fashion_mnist import (
     normalize_fashion_mnist,
 )
 from var_utils.evaluation.metrics import accuracy
-from var_utils.models import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN, load_fashion_mnist_cnn
+from var_utils.models import (
+    FASHION_MNIST_BCOS_WEIGHTS,
+    FASHION_MNIST_CNN_WEIGHTS,
+    FASHION_MNIST_VIT_WEIGHTS,
+    FashionMNISTCNN,
+    load_fashion_mnist_bcos,
+    load_fashion_mnist_cnn,
+    load_fashion_mnist_vit,
+    load_model,
+    upscale_to_vit,
+)
 
 RAW_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -67,6 +77,33 @@ def test_shipped_cnn_reaches_90_percent_on_the_full_test_set(shipped_model, test
         predictions = torch.cat([shipped_model(batch).argmax(1) for batch in images.split(2000)])
     assert len(predictions) == 10_000
     assert (predictions == labels).float().mean().item() >= 0.90
+
+
+@pytest.mark.parametrize(
+    "name, minimum, prepare", [("fashion_mnist_vit", 0.88, upscale_to_vit), ("fashion_mnist_bcos", 0.87, None)]
+)
+def test_shipped_vit_and_bcos_reach_their_accuracy_at_their_input_size(test_split, name, minimum, prepare):
+    images, labels = test_split
+    model = load_model(name)
+    if prepare is not None:
+        images = prepare(images)
+    assert images.shape[-1] == model.input_size
+    assert accuracy(model, images, labels) >= minimum
+
+
+@pytest.mark.parametrize("path", [FASHION_MNIST_VIT_WEIGHTS, FASHION_MNIST_BCOS_WEIGHTS])
+def test_shipped_vit_and_bcos_weights_are_at_most_5_mb_of_float32(path):
+    assert path.stat().st_size <= 5 * 1000**2
+    assert all(tensor.dtype == torch.float32 for tensor in load_file(str(path)).values())
+
+
+def test_upscaling_for_the_vit_doubles_the_side_bilinearly():
+    image = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]]).expand(1, 1, 2, 2)
+    image = torch.nn.functional.pad(image, (0, 26, 0, 26))
+    upscaled = upscale_to_vit(image)
+    assert upscaled.shape == (1, 1, 56, 56)
+    # Half-pixel centres: output pixel 1 sits at input coordinate 0.25 between input pixels 0 and 1.
+    assert upscaled[0, 0, 0, 1].item() == pytest.approx(0.25)
 
 
 def test_shipped_weights_are_small_float32_and_load_in_eval_mode(shipped_model):
@@ -268,7 +305,10 @@ def test_accuracy_counts_matching_argmax():
     assert accuracy(model, logits, torch.tensor([0, 1, 1, 0, 0]), batch_size=2) == pytest.approx(3 / 5)
 
 
-def test_training_script_saves_loadable_weights_deterministically(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "arch, load", [("cnn", load_fashion_mnist_cnn), ("vit", load_fashion_mnist_vit), ("bcos", load_fashion_mnist_bcos)]
+)
+def test_training_script_saves_loadable_weights_deterministically(tmp_path, monkeypatch, capsys, arch, load):
     generator = torch.Generator().manual_seed(0)
     tiny = (torch.randn(32, 1, 28, 28, generator=generator), torch.randint(0, 10, (32,), generator=generator))
     monkeypatch.setattr(train_fm, "load_fashion_mnist", lambda root, train: tiny)
@@ -278,8 +318,8 @@ def test_training_script_saves_loadable_weights_deterministically(tmp_path, monk
     weights = []
     for run in ("a", "b"):
         out = tmp_path / f"{run}.safetensors"
-        train_fm.main(["--epochs", "1", "--batch-size", "16", "--out", str(out)])
-        assert not load_fashion_mnist_cnn(out).training
+        train_fm.main(["--arch", arch, "--epochs", "1", "--batch-size", "16", "--out", str(out)])
+        assert not load(out).training
         weights.append(load_file(str(out)))
     assert capsys.readouterr().out.count("test accuracy") == 2
     assert switches == [True, True]

@@ -54,6 +54,7 @@ def test_lite0_attributes(lite0):
         ("vgg16", "features.28"),
         ("densenet121", "features.denseblock4.denselayer16"),
         ("convnext_base", "features.7.2"),
+        ("vit_b_16", "encoder.layers.encoder_layer_11.ln_1"),
     ],
 )
 def test_torchvision_models_and_their_gradcam_layers(name, layer_path):
@@ -84,6 +85,75 @@ def test_failed_download_names_the_offline_fix(monkeypatch, failure):
     monkeypatch.setattr(torchvision.models, "get_model", refuse)
     with pytest.raises(RuntimeError, match=r"weights=None"):
         load_model("resnet50")
+
+
+def test_bcos_resnet50_without_weights_runs_offline_on_unit_pixels():
+    with torch.device("meta"):
+        model = load_model("bcos_resnet50", weights=None)
+    assert model.preprocess == Preprocessing(256, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert model.input_channels == 3 and model.logit_bias == pytest.approx(-np.log(999))
+    assert default_gradcam_layer(model) is model.network.layer4[-1]
+
+
+def test_failed_bcos_download_names_the_offline_fix(monkeypatch):
+    import bcos.models.pretrained
+
+    build = bcos.models.pretrained.resnet50
+
+    def refuse(pretrained=False, **kwargs):
+        if pretrained:
+            raise urllib.error.URLError("network is unreachable")
+        return build(pretrained=False, **kwargs)
+
+    monkeypatch.setattr(bcos.models.pretrained, "resnet50", refuse)
+    with pytest.raises(RuntimeError, match=r"bcos_resnet50.*weights="):
+        load_model("bcos_resnet50")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_weights_from_a_local_file(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    source = load_model("fashion_mnist_vit", weights=None)
+    state = {name: tensor.clone() for name, tensor in source.state_dict().items()}
+    path = tmp_path / f"vit{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({"state_dict": state}, path)
+    loaded = load_model("fashion_mnist_vit", weights=path)
+    assert all(torch.equal(loaded.state_dict()[name], state[name]) for name in state)
+    assert loaded.name == "fashion_mnist_vit" and not loaded.training
+
+
+def test_bcos_resnet50_loads_a_local_state_dict_saved_by_torch(tmp_path):
+    torch.manual_seed(1)
+    state = load_model("bcos_resnet50", weights=None).network.state_dict()
+    torch.save(state, tmp_path / "bcos_resnet50.pth")
+    loaded = load_model("bcos_resnet50", weights=tmp_path / "bcos_resnet50.pth")
+    assert all(torch.equal(loaded.network.state_dict()[name], state[name]) for name in state)
+
+
+def test_a_weights_file_of_another_architecture_is_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "cnn.safetensors"
+    save_file(load_model("fashion_mnist_cnn").state_dict(), str(path))
+    with pytest.raises(ValueError, match="do not fit VisionTransformer"):
+        load_model("fashion_mnist_vit", weights=str(path))
+
+
+def test_a_pickle_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(2), "hook": print}, path)
+    with pytest.raises(ValueError, match="safely"):
+        load_model("fashion_mnist_cnn", weights=path)
+
+
+def test_a_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_model("vit_b_16", weights=str(tmp_path / "missing.safetensors"))
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ CLASSES = [0, 2, 4]
 
 
 def tiny_vit(num_layers: int = 2, seed: int = 0) -> VisionTransformer:
-    """An 8-pixel ViT with 4-pixel patches (2x2 patch grid), random weights everywhere (also the zero-initialised head)."""
+    """An 8-pixel ViT with 4-pixel patches (2x2 patch grid), random weights everywhere (even the head)."""
     torch.manual_seed(seed)
     model = VisionTransformer(
         image_size=8, patch_size=4, num_layers=num_layers, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=5
@@ -197,8 +197,7 @@ def test_guided_backprop_clamps_the_gradient_leaving_every_gelu_like_a_backward_
     gelus = [module for module in model.modules() if isinstance(module, nn.GELU)]
     assert len(gelus) == 2
     handles = [
-        gelu.register_full_backward_hook(lambda module, grad_in, grad_out: (grad_in[0].clamp(min=0),))
-        for gelu in gelus
+        gelu.register_full_backward_hook(lambda module, grad_in, grad_out: (grad_in[0].clamp(min=0),)) for gelu in gelus
     ]
     try:
         for k, c in enumerate(CLASSES):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m var_utils demo`` and ``python -m var_utils gpg`` (see ``--help``)."""
+"""Command line: ``python -m var_utils demo``, ``gpg`` and ``architectures`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -115,6 +115,43 @@ def _add_gpg_parser(commands) -> None:
     gpg.set_defaults(run=_gpg, error=gpg.error)
 
 
+def _architectures(arguments: argparse.Namespace) -> None:
+    from ..evaluation.gpg.architectures import compare_architectures, save_summary
+
+    table = compare_architectures(
+        arguments.models,
+        protocol=arguments.protocol,
+        n_grids=arguments.grids,
+        batch_size=arguments.batch_size,
+        progress=not arguments.no_progress,
+    )
+    out = arguments.out or Path("results") / f"gpg_architectures_{arguments.protocol}.csv"
+    save_summary(table, out)
+    shown = table[["model", "setting", "method", "n", "region_attribution_mean", "pointing_mean"]]
+    print(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    print(f"\nSummary written to {out}")
+
+
+def _add_architectures_parser(commands) -> None:
+    from ..evaluation.gpg.architectures import ARCHITECTURE_METHODS
+
+    parser = commands.add_parser(
+        "architectures",
+        help="grid pointing game on the Fashion-MNIST CNN, ViT and B-cos network",
+        description="Grid pointing game on Quad-FashionMNIST for the CNN, the ViT and the B-cos network, each with "
+        "its methods: base maps vs VAR (paper setting and normalize='joint'), summarised per method.",
+    )
+    add = parser.add_argument
+    names = ",".join(ARCHITECTURE_METHODS)
+    add("--models", type=lambda text: text.split(","), default=list(ARCHITECTURE_METHODS), help=f"default: {names}")
+    add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
+    add("--grids", type=_positive_int, default=None, help="grids per model (default: all)")
+    add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    add("--out", type=Path, default=None, help="summary CSV (default: results/gpg_architectures_PROTOCOL.csv)")
+    add("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=_architectures)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m var_utils`` and the ``var-utils`` script.
 
@@ -134,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     demo.set_defaults(run=_demo)
     _add_gpg_parser(commands)
+    _add_architectures_parser(commands)
     arguments = parser.parse_args(argv)
     arguments.run(arguments)
     return 0

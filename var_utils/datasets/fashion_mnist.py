@@ -70,6 +70,31 @@ def normalize_fashion_mnist(images: torch.Tensor) -> torch.Tensor:
     return (images - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
 
 
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize square images to ``size`` pixels (bilinear, half-pixel centres); same size: returned as they are.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) images.
+    size : int
+        The side of the result.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, size, size).
+
+    Examples
+    --------
+    >>> resize_images(torch.zeros(2, 1, 28, 28), 56).shape
+    torch.Size([2, 1, 56, 56])
+    """
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    return torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
 def default_data_root() -> Path:
     """Return the data cache folder: ``$VAR_UTILS_DATA`` if set, else ``~/.cache/var_utils``."""
     env_root = os.environ.get("VAR_UTILS_DATA")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -32,7 +33,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     FileNotFoundError
         The file does not exist.
     ValueError
-        The file holds no state dict.
+        The file holds no state dict, or holds objects other than tensors
+        (which ``weights_only=True`` refuses to unpickle).
     """
     if not isinstance(path, (str, Path)):
         raise TypeError(f"`weights` must be a path to a weights file, got {type(path).__name__}.")
@@ -43,7 +45,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(
+            f"{str(path)!r} could not be read safely as a state dict (torch.load with weights_only=True): {error}"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -76,6 +76,24 @@ class BcosClassifier(nn.Module):
         """The constant the logit layer adds to every logit (0 when it has none)."""
         return float(self.logit_layer.logit_bias or 0.0)
 
+    def gradcam_layer(self) -> nn.Module:
+        """The layer Grad-CAM uses: a ResNet's last block, else the module feeding the last B-cos convolution.
+
+        Raises
+        ------
+        ValueError
+            The network is neither a ResNet nor a sequence of layers.
+        """
+        from bcos.modules import BcosConv2d
+
+        if hasattr(self.network, "layer4"):
+            return self.network.layer4[-1]
+        layers = list(self.network.children()) if isinstance(self.network, nn.Sequential) else []
+        convolutions = [index for index, layer in enumerate(layers) if isinstance(layer, BcosConv2d)]
+        if not convolutions or convolutions[-1] == 0:
+            raise ValueError(f"No default Grad-CAM layer for this {type(self.network).__name__}; pass `layer=`.")
+        return layers[convolutions[-1] - 1]
+
     @contextmanager
     def explanation_mode(self) -> Iterator[BcosClassifier]:
         """Detach the dynamic weights and norm statistics inside the block, restoring the previous state after.
@@ -151,14 +169,20 @@ def load_fashion_mnist_bcos(weights_path: str | Path | None = None) -> BcosClass
     return load_trained(fashion_mnist_bcos(), weights_path, FASHION_MNIST_BCOS_WEIGHTS, "bcos")
 
 
-def bcos_resnet50() -> BcosClassifier:
-    """The ``bcos`` package's ImageNet ResNet-50 (random weights) taking [0, 1] RGB images.
+def bcos_resnet50(pretrained: bool = False) -> BcosClassifier:
+    """The ``bcos`` package's ImageNet ResNet-50 taking [0, 1] RGB images.
+
+    Parameters
+    ----------
+    pretrained : bool, default False
+        Download the package's ImageNet weights (needs internet); offline, load
+        a local file with ``load_model("bcos_resnet50", weights=PATH)``.
 
     Returns
     -------
     BcosClassifier
-        The architecture; load ImageNet weights with ``load_model("bcos_resnet50", weights=PATH)``.
+        The model.
     """
     from bcos.models.pretrained import resnet50
 
-    return BcosClassifier(resnet50(pretrained=False), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return BcosClassifier(resnet50(pretrained=pretrained), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))

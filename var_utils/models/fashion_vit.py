@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional
 from torchvision.models import VisionTransformer
 
-from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES
+from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES, resize_images
 from ._weights import SHIPPED_WEIGHTS, load_trained
 
 #: The shipped weights of :func:`fashion_mnist_vit`.
@@ -85,7 +84,7 @@ def upscale_to_vit(images: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         (N, 1, 56, 56).
     """
-    return functional.interpolate(images, size=FASHION_MNIST_VIT_SIZE, mode="bilinear", align_corners=False)
+    return resize_images(images, FASHION_MNIST_VIT_SIZE)
 
 
 def load_fashion_mnist_vit(weights_path: str | Path | None = None) -> VisionTransformer:

@@ -176,14 +176,13 @@ def _torchvision(name: str, weights: str | Path | None) -> nn.Module:
 
 
 def _bcos_resnet50(weights: str | Path | None) -> nn.Module:
-    model = bcos_resnet50()
-    if is_weights_file(weights):
-        load_weights(model.network, weights, "")
-    elif weights is not None:
-        from bcos.models.pretrained import resnet50
-
+    if weights is None or is_weights_file(weights):
+        model = bcos_resnet50()
+        if weights is not None:
+            load_weights(model.network, weights, "")
+    else:
         try:
-            model.network = resnet50(pretrained=True)
+            model = bcos_resnet50(pretrained=True)
         except (OSError, RuntimeError) as error:
             raise _download_error("bcos_resnet50", weights, error) from None
     # B-cos networks encode [u, 1 - u] of pixels in [0, 1]: no mean/std normalisation.

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..._model_state import predict_logits
 from ..._validation import check_choice, check_model, check_positive_int
-from ...datasets.fashion_mnist import load_fashion_mnist
+from ...datasets.fashion_mnist import load_fashion_mnist, resize_images
 from ...datasets.grids import GRID_PROTOCOLS, GridDataset, all_distinct_combinations, grid_indices
 from ...datasets.imagenet import imagenet_val_files, load_cell_image
 from ...datasets.photos import PHOTOS, center_square, load_image, load_photo, unit_tensor
@@ -77,8 +77,9 @@ def fashion_mnist_grids(
     seed : int
         Seed of the shuffle; the paper uses 42.
     model : nn.Module, optional
-        Classifier of normalised 28×28 images whose top-1 on every single
-        test image decides "correct" (``"strict"`` only; unused by ``"paper"``).
+        Classifier whose top-1 on every single test image decides "correct"
+        (``"strict"`` only; unused by ``"paper"``). Images are resized to its
+        ``input_size`` attribute when it has one (56 for the Fashion ViT).
     root : str or Path, optional
         Data folder of :func:`var_utils.datasets.fashion_mnist.load_fashion_mnist`.
 
@@ -98,7 +99,11 @@ def fashion_mnist_grids(
     if protocol == "strict" and not isinstance(model, nn.Module):
         raise ValueError("protocol='strict' needs `model`: the classifier whose correct predictions are kept.")
     images, labels = load_fashion_mnist(root)
-    correct = (_top1(model, images.split(1000)) == labels).numpy() if protocol == "strict" else None
+    correct = None
+    if protocol == "strict":
+        # Each model judges single images at its own input size (the Fashion ViT's is 56 pixels).
+        singles = (resize_images(batch, getattr(model, "input_size", 28)) for batch in images.split(1000))
+        correct = (_top1(model, singles) == labels).numpy()
     groups = grid_indices(labels, grid=SOURCE_GRID, protocol=protocol, seed=seed, correct=correct, max_grids=n_grids)
     description = {"source": "fashion_mnist", "protocol": protocol, "seed": seed}
     return GridDataset(images, labels, groups, SOURCE_GRID, description=description)

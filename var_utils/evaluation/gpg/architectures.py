@@ -1,0 +1,124 @@
+"""The grid pointing game on the three Fashion-MNIST architectures: CNN, ViT and B-cos network.
+
+Each model is scored with the methods that apply to it (:data:`ARCHITECTURE_METHODS`),
+base maps against VAR in the paper's setting and with ``normalize="joint"``,
+both refinements of the same base maps (:func:`.sensitivity.refine_sensitivity`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..._io import atomic_output_path
+from ..._validation import check_choice
+from ...datasets.grids import GRID_PROTOCOLS
+from ...models import load_model
+from .sensitivity import refine_sensitivity, summarize_sensitivity
+from .sources import fashion_mnist_grids
+
+_GRADIENTS = {"saliency": {}, "input_x_gradient": {}, "integrated_gradients": {"n_steps": 16}}
+
+#: The methods scored per architecture: the gradient family everywhere, then each architecture's own.
+ARCHITECTURE_METHODS: dict[str, dict[str, dict]] = {
+    "fashion_mnist_cnn": {**_GRADIENTS, "guided_backprop": {}, "gradcam": {}, "lrp": {}},
+    "fashion_mnist_vit": {
+        **_GRADIENTS,
+        "guided_backprop": {},
+        "gradcam": {},
+        "attention_gradcam": {},
+        "attention_rollout": {},
+        "gradient_rollout": {},
+        "attnlrp": {},
+    },
+    "fashion_mnist_bcos": {**_GRADIENTS, "gradcam": {}, "bcos": {}},
+}
+
+#: The refinements compared: the paper's setting and the joint scaling of the K maps.
+ARCHITECTURE_SETTINGS = ({}, {"normalize": "joint"})
+
+
+def compare_architectures(
+    models: Sequence[str] = tuple(ARCHITECTURE_METHODS),
+    protocol: str = "paper",
+    n_grids: int | None = None,
+    methods: Mapping[str, Mapping[str, Mapping]] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Summaries of the grid pointing game per architecture, method and refinement.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Keys of :data:`ARCHITECTURE_METHODS` (or of ``methods``).
+    protocol : {"paper", "strict"}
+        Grid protocol; ``"strict"`` keeps the images each model classifies correctly, so its grids differ per model.
+    n_grids : int, optional
+        Grids per model (all by default: 2,500 for ``"paper"``).
+    methods : dict, optional
+        Model name -> {method name -> settings}; default :data:`ARCHITECTURE_METHODS`.
+    batch_size : int
+        Grids per attribution call.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The :func:`.sensitivity.summarize_sensitivity` rows of every model, with
+        ``model`` and ``protocol`` columns first; ``setting`` is ``"base"``,
+        ``"paper"`` or ``"joint"``.
+
+    Examples
+    --------
+    >>> table = compare_architectures(["fashion_mnist_bcos"], n_grids=2, methods={"fashion_mnist_bcos": {"bcos": {}}},
+    ...                               progress=False)
+    >>> table["setting"].tolist(), table["n"].tolist()
+    (['base', 'paper', 'joint'], [8, 8, 8])
+    """
+    check_choice(protocol, "protocol", GRID_PROTOCOLS)
+    methods = ARCHITECTURE_METHODS if methods is None else methods
+    unknown = [name for name in models if name not in methods]
+    if unknown:
+        raise ValueError(f"No methods are given for model(s) {unknown}; expected names from {sorted(methods)}.")
+    summaries = []
+    for name in models:
+        model = load_model(name)
+        grids = fashion_mnist_grids(n_grids, protocol=protocol, model=model)
+        table = refine_sensitivity(
+            model, grids, methods[name], ARCHITECTURE_SETTINGS, batch_size=batch_size, progress=progress
+        )
+        summary = summarize_sensitivity(table)
+        summary["setting"] = [
+            "base" if label == "base" else (normalize or "paper")
+            for label, normalize in zip(summary["setting"], summary["normalize"])
+        ]
+        summary.insert(0, "protocol", protocol)
+        summary.insert(0, "model", name)
+        summaries.append(summary)
+    return pd.concat(summaries, ignore_index=True)
+
+
+def save_summary(table: pd.DataFrame, out: str | Path) -> Path:
+    """Write a summary table as CSV, atomically (a crash never leaves half a file).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table to write.
+    out : str or Path
+        The CSV path; its folder is created.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output_path(out) as tmp_path:
+        table.to_csv(tmp_path, index=False)
+    return out
