@@ -108,3 +108,14 @@ def test_bcos_method_on_another_model_raises_naming_it():
 def test_gradcam_runs_on_the_bcos_network(model, batch):
     maps = attribute_classes(model, batch[:2], CLASSES, "gradcam")
     assert maps.shape == (2, 4, 1, 28, 28) and torch.isfinite(maps).all()
+
+
+def test_bcos_resnet50_contributions_are_complete_offline():
+    torch.manual_seed(0)
+    model = load_model("bcos_resnet50", weights=None)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    maps = attribute_classes(model, images, [3, 500], "bcos")
+    with torch.no_grad():
+        logits = model(images)[:, [3, 500]]
+    assert maps.shape == (2, 2, 3, 64, 64)
+    torch.testing.assert_close(maps.sum(dim=(2, 3, 4)), logits - model.logit_bias, rtol=1e-4, atol=1e-4)

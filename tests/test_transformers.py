@@ -284,3 +284,17 @@ def test_transformer_methods_on_a_cnn_raise_naming_model_and_method(method):
 def test_bad_input_on_the_vit_raises_clearly(call, fragment):
     with pytest.raises(ValueError, match=fragment):
         call(load_model("fashion_mnist_vit"))
+
+
+def test_vit_b_16_plumbing_offline():
+    torch.manual_seed(0)
+    model = load_model("vit_b_16", weights=None)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = model(x)
+        with exposed_attention(model, "test") as blocks:
+            logits = model(x)
+    assert len(blocks) == 12 and blocks[-1].weights.shape == (1, 12, 197, 197)
+    assert (logits - reference).abs().max().item() <= 1e-4
+    maps = attribute_classes(model, x, [1, 2], "attention_gradcam")
+    assert maps.shape == (1, 2, 1, 224, 224) and torch.isfinite(maps).all()

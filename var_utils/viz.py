@@ -212,3 +212,45 @@ def plot_class_maps(
         axis.set_yticks([])
     figure.tight_layout()
     return figure
+
+
+def plot_setting_bars(summary, metric: str = "region_attribution", *, group: str = "model"):
+    """Grouped bars of a summary's metric: one panel per ``group`` value, one bar per method and setting.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Rows with columns ``group``, ``method``, ``setting`` and ``{metric}_mean``
+        / ``{metric}_se`` (e.g. :func:`var_utils.evaluation.gpg.architectures.compare_architectures`).
+    metric : str
+        The metric to draw; error bars are its standard errors.
+    group : str
+        The column that splits the panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    needed = {group, "method", "setting", f"{metric}_mean", f"{metric}_se"}
+    missing = sorted(needed - set(summary.columns))
+    if missing:
+        raise ValueError(f"`summary` lacks the column(s) {missing} needed to plot {metric!r}.")
+    groups = list(dict.fromkeys(summary[group]))
+    settings = list(dict.fromkeys(summary["setting"]))
+    width = 0.8 / len(settings)
+    figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False, sharey=True)
+    for axis, name in zip(axes[0], groups):
+        rows = summary[summary[group] == name]
+        methods = list(dict.fromkeys(rows["method"]))
+        for offset, setting in enumerate(settings):
+            chosen = rows[rows["setting"] == setting].set_index("method").reindex(methods)
+            positions = np.arange(len(methods)) + (offset - (len(settings) - 1) / 2) * width
+            axis.bar(positions, chosen[f"{metric}_mean"], width, yerr=chosen[f"{metric}_se"], label=setting)
+        axis.set_xticks(np.arange(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        axis.set_title(name, fontsize=10)
+    axes[0, 0].set_ylabel(metric.replace("_", " "))
+    axes[0, -1].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -10,14 +10,12 @@ from .bcos_networks import (
     BcosClassifier,
     bcos_resnet50,
     fashion_mnist_bcos,
-    load_fashion_mnist_bcos,
 )
 from .fashion_cnn import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN, load_fashion_mnist_cnn
 from .fashion_vit import (
     FASHION_MNIST_VIT_SIZE,
     FASHION_MNIST_VIT_WEIGHTS,
     fashion_mnist_vit,
-    load_fashion_mnist_vit,
     upscale_to_vit,
 )
 from .loading import (
@@ -47,9 +45,7 @@ __all__ = [
     "fashion_mnist_bcos",
     "fashion_mnist_vit",
     "imagenet_class_names",
-    "load_fashion_mnist_bcos",
     "load_fashion_mnist_cnn",
-    "load_fashion_mnist_vit",
     "load_model",
     "top_class",
     "upscale_to_vit",

@@ -14,13 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from ._weights import SHIPPED_WEIGHTS, load_trained
+from ._weights import SHIPPED_WEIGHTS
 
 #: The shipped weights of :func:`fashion_mnist_bcos`.
 FASHION_MNIST_BCOS_WEIGHTS = SHIPPED_WEIGHTS / "fashion_mnist_bcos.safetensors"
@@ -151,22 +150,6 @@ def fashion_mnist_bcos(num_classes: int = len(FASHION_MNIST_CLASSES)) -> BcosCla
         LogitLayer(logit_bias=-math.log(num_classes - 1)),
     )
     return BcosClassifier(network, (FASHION_MNIST_MEAN,), (FASHION_MNIST_STD,))
-
-
-def load_fashion_mnist_bcos(weights_path: str | Path | None = None) -> BcosClassifier:
-    """Return the trained Fashion-MNIST B-cos CNN in eval mode.
-
-    Parameters
-    ----------
-    weights_path : str, Path or None
-        A weights file; ``None`` uses the shipped weights (:data:`FASHION_MNIST_BCOS_WEIGHTS`).
-
-    Returns
-    -------
-    BcosClassifier
-        The model with its weights, in eval mode.
-    """
-    return load_trained(fashion_mnist_bcos(), weights_path, FASHION_MNIST_BCOS_WEIGHTS, "bcos")
 
 
 def bcos_resnet50(pretrained: bool = False) -> BcosClassifier:

@@ -18,14 +18,13 @@ trained on. Patches of 7 pixels give an 8x8 token grid in which every
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import VisionTransformer
 
 from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES, resize_images
-from ._weights import SHIPPED_WEIGHTS, load_trained
+from ._weights import SHIPPED_WEIGHTS
 
 #: The shipped weights of :func:`fashion_mnist_vit`.
 FASHION_MNIST_VIT_WEIGHTS = SHIPPED_WEIGHTS / "fashion_mnist_vit.safetensors"
@@ -85,24 +84,3 @@ def upscale_to_vit(images: torch.Tensor) -> torch.Tensor:
         (N, 1, 56, 56).
     """
     return resize_images(images, FASHION_MNIST_VIT_SIZE)
-
-
-def load_fashion_mnist_vit(weights_path: str | Path | None = None) -> VisionTransformer:
-    """Return the trained Fashion-MNIST ViT in eval mode.
-
-    Parameters
-    ----------
-    weights_path : str, Path or None
-        A weights file; ``None`` uses the shipped weights (:data:`FASHION_MNIST_VIT_WEIGHTS`).
-
-    Returns
-    -------
-    torchvision.models.VisionTransformer
-        The model with its weights, in eval mode.
-
-    Examples
-    --------
-    >>> load_fashion_mnist_vit().image_size
-    56
-    """
-    return load_trained(fashion_mnist_vit(), weights_path, FASHION_MNIST_VIT_WEIGHTS, "vit")

@@ -20,10 +20,10 @@ from torch import nn
 from .._model_state import predict_logits
 from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES
 from ..datasets.photos import to_rgb, unit_tensor
-from ._weights import load_weights, read_state_dict
-from .bcos_networks import bcos_resnet50, fashion_mnist_bcos, load_fashion_mnist_bcos
-from .fashion_cnn import FashionMNISTCNN, load_fashion_mnist_cnn
-from .fashion_vit import FASHION_MNIST_VIT_SIZE, fashion_mnist_vit, load_fashion_mnist_vit
+from ._weights import load_trained, load_weights, read_state_dict
+from .bcos_networks import FASHION_MNIST_BCOS_WEIGHTS, bcos_resnet50, fashion_mnist_bcos
+from .fashion_cnn import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN
+from .fashion_vit import FASHION_MNIST_VIT_SIZE, FASHION_MNIST_VIT_WEIGHTS, fashion_mnist_vit
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,20 +189,19 @@ def _bcos_resnet50(weights: str | Path | None) -> nn.Module:
     return _attach(model, Preprocessing(256, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), imagenet_class_names())
 
 
-#: The models this project trains on Fashion-MNIST: (loader of trained weights, untrained builder, input size).
+#: The models this project trains on Fashion-MNIST: (untrained builder, shipped weights, training --arch, input size).
 FASHION_MODELS = {
-    "fashion_mnist_cnn": (load_fashion_mnist_cnn, FashionMNISTCNN, 28),
-    "fashion_mnist_vit": (load_fashion_mnist_vit, fashion_mnist_vit, FASHION_MNIST_VIT_SIZE),
-    "fashion_mnist_bcos": (load_fashion_mnist_bcos, fashion_mnist_bcos, 28),
+    "fashion_mnist_cnn": (FashionMNISTCNN, FASHION_MNIST_CNN_WEIGHTS, "cnn", 28),
+    "fashion_mnist_vit": (fashion_mnist_vit, FASHION_MNIST_VIT_WEIGHTS, "vit", FASHION_MNIST_VIT_SIZE),
+    "fashion_mnist_bcos": (fashion_mnist_bcos, FASHION_MNIST_BCOS_WEIGHTS, "bcos", 28),
 }
 
 
 def _fashion_mnist(name: str, weights: str | Path | None) -> nn.Module:
-    load_trained, build, input_size = FASHION_MODELS[name]
-    if weights is None:
-        model = build()
-    else:
-        model = load_trained(weights if is_weights_file(weights) else None)
+    build, shipped, arch, input_size = FASHION_MODELS[name]
+    model = build()
+    if weights is not None:
+        load_trained(model, weights if is_weights_file(weights) else None, shipped, arch)
     return _attach(model, None, list(FASHION_MNIST_CLASSES), input_size=input_size)
 
 

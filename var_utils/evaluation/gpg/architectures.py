@@ -122,3 +122,23 @@ def save_summary(table: pd.DataFrame, out: str | Path) -> Path:
     with atomic_output_path(out) as tmp_path:
         table.to_csv(tmp_path, index=False)
     return out
+
+
+def setting_table(summary: pd.DataFrame, metric: str = "region_attribution") -> pd.DataFrame:
+    """One metric's means side by side: a row per (protocol,) model and method, a column per setting.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Rows of :func:`compare_architectures` (one or several protocols).
+    metric : str
+        The metric whose ``_mean`` column is shown.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``base``, ``paper``, ``joint``; rows in the order of ``summary``.
+    """
+    index = [column for column in ("protocol", "model", "method") if column in summary.columns]
+    table = summary.pivot_table(index=index, columns="setting", values=f"{metric}_mean", sort=False)
+    return table[[setting for setting in ("base", "paper", "joint") if setting in table.columns]]
