@@ -54,10 +54,10 @@ def test_without_explanation_mode_the_map_is_not_the_contribution_map(model, bat
     ours = attribute_classes(model, batch, CLASSES, "bcos")[:, :, 0]
     plain = contribution_without_explanation_mode(model, batch, CLASSES)
     relative_l1 = (plain - ours).abs().sum() / ours.abs().sum()
-    assert relative_l1 > 0.1
-    with torch.no_grad():
-        logits = model(batch)[:, CLASSES]
-    assert (plain.sum(dim=(2, 3)) - (logits - model.logit_bias)).abs().max() > 1e-2
+    assert relative_l1 > 0.5
+    # Both sum to the logit minus the bias (the network is homogeneous of degree 1 in its encoded input, so
+    # Euler's theorem holds either way): only the distribution over the pixels tells them apart.
+    torch.testing.assert_close(plain.sum(dim=(2, 3)), ours.sum(dim=(2, 3)), rtol=1e-4, atol=1e-4)
     # Explanation mode is switched off again afterwards.
     assert not any(getattr(module, "detach", False) for module in model.modules())
 

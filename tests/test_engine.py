@@ -612,6 +612,11 @@ def test_get_method_wraps_every_kind():
         "deeplift",
         "smoothgrad",
         "occlusion",
+        "attention_gradcam",
+        "attention_rollout",
+        "gradient_rollout",
+        "attnlrp",
+        "bcos",
     }
     configured = get_method("integrated_gradients", n_steps=16, rule="riemann_left")
     assert isinstance(configured, IntegratedGradients) and configured.n_steps == 16

@@ -92,7 +92,9 @@ def test_shipped_vit_and_bcos_reach_their_accuracy_at_their_input_size(test_spli
 @pytest.mark.parametrize("path", [FASHION_MNIST_VIT_WEIGHTS, FASHION_MNIST_BCOS_WEIGHTS])
 def test_shipped_vit_and_bcos_weights_are_at_most_5_mb_of_float32(path):
     assert path.stat().st_size <= 5 * 1000**2
-    assert all(tensor.dtype == torch.float32 for tensor in load_file(str(path)).values())
+    tensors = load_file(str(path))
+    # Batch norms also count their updates (int64); every parameter and statistic is float32.
+    assert all(tensor.dtype == torch.float32 for name, tensor in tensors.items() if "num_batches" not in name)
 
 
 def test_upscaling_for_the_vit_doubles_the_side_bilinearly():

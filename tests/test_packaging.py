@@ -90,7 +90,8 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_package_and_its_weights(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "var_utils/data/fashion_mnist_cnn.safetensors" in names
+    for name in ("cnn", "vit", "bcos"):
+        assert f"var_utils/models/data/fashion_mnist_{name}.safetensors" in names
     assert {"var_utils/__init__.py", "var_utils/evaluation/gpg/runner.py", "var_utils/apps/cli.py"} <= names
     assert not any(name.startswith(("tests/", "notebooks/", "benchmarks/")) for name in names)
 
@@ -116,9 +117,11 @@ def test_wheel_installed_elsewhere_loads_every_shipped_model_from_any_directory(
         "import pathlib, torch, var_utils\n"
         "from safetensors.torch import load_file\n"
         f"assert pathlib.Path(var_utils.__file__).is_relative_to({str(site_packages)!r}), var_utils.__file__\n"
+        "for name in ('cnn', 'vit', 'bcos'):\n"
+        "    model = var_utils.load_model(f'fashion_mnist_{name}')\n"
+        f"    shipped = load_file(f'{PACKAGE / 'models' / 'data'}/fashion_mnist_{{name}}.safetensors')\n"
+        "    assert all(torch.equal(model.state_dict()[k], v) for k, v in shipped.items()), name\n"
         "cnn = var_utils.load_model('fashion_mnist_cnn')\n"
-        f"shipped = load_file({str(PACKAGE / 'data' / 'fashion_mnist_cnn.safetensors')!r})\n"
-        "assert all(torch.equal(cnn.state_dict()[k], v) for k, v in shipped.items())\n"
         "lite0 = var_utils.load_model('efficientnet_lite0')\n"
         "photo = lite0.preprocess(var_utils.load_photo('coffee'))\n"
         "assert int(lite0(photo).argmax()) == 967, 'espresso'\n"
