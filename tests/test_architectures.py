@@ -7,6 +7,8 @@ refine setting), and the strict grids against each model's own predictions.
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -96,6 +98,11 @@ def test_cli_writes_the_summary(tmp_path, capsys):
     table = pd.read_csv(out)
     assert table["setting"].tolist()[:3] == ["base", "base", "base"] and len(table) == 3 * 5
     assert "Summary written" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "summary.csv.settings.json").read_text())
+    assert settings["source"] == {"source": "fashion_mnist", "protocol": "paper", "seed": 42, "grids": 2}
+    assert settings["refine_settings"]["joint"]["normalize"] == "joint"
+    assert settings["refine_settings"]["paper"] == {"tau": 0.01, "temperature": 0.1, "use_abs": True, "normalize": None}
+    assert settings["methods"]["fashion_mnist_bcos"]["integrated_gradients"]["settings"]["n_steps"] == 16
 
 
 def test_setting_bars_draw_one_bar_per_method_and_setting(comparison):

@@ -116,7 +116,7 @@ def _add_gpg_parser(commands) -> None:
 
 
 def _architectures(arguments: argparse.Namespace) -> None:
-    from ..evaluation.gpg.architectures import compare_architectures, save_summary
+    from ..evaluation.gpg.architectures import compare_architectures, comparison_fingerprint, save_summary
 
     table = compare_architectures(
         arguments.models,
@@ -126,7 +126,7 @@ def _architectures(arguments: argparse.Namespace) -> None:
         progress=not arguments.no_progress,
     )
     out = arguments.out or Path("results") / f"gpg_architectures_{arguments.protocol}.csv"
-    save_summary(table, out)
+    save_summary(table, out, comparison_fingerprint(arguments.models, arguments.protocol, arguments.grids))
     shown = table[["model", "setting", "method", "n", "region_attribution_mean", "pointing_mean"]]
     print(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\nSummary written to {out}")

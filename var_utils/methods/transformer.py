@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_choice
+
 #: How :class:`ExplicitAttention` back-propagates through the attention probabilities.
 ATTENTION_RULES = ("gradient", "constant", "uniform")
 
@@ -63,6 +65,7 @@ class ExplicitAttention(nn.Module):
 
     def __init__(self, attention: nn.MultiheadAttention, rule: str = "gradient") -> None:
         super().__init__()
+        check_choice(rule, "rule", ATTENTION_RULES)
         if not (attention.batch_first and attention._qkv_same_embed_dim and attention.bias_k is None):
             raise ValueError(
                 "Only batch-first self-attention with one input projection and no extra key/value bias is "

@@ -59,7 +59,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str | Path, how_to_create: str) -> nn.Module:
+def load_weights(model: nn.Module, path: str | Path, how_to_create: str = "") -> nn.Module:
     """Load a weights file into ``model`` (strictly) and return it in eval mode.
 
     Parameters
@@ -68,7 +68,7 @@ def load_weights(model: nn.Module, path: str | Path, how_to_create: str) -> nn.M
         The freshly built architecture.
     path : str or Path
         The weights file (see :func:`read_state_dict`).
-    how_to_create : str
+    how_to_create : str, optional
         Appended to the error when the file is missing: how to obtain it.
 
     Returns
@@ -86,7 +86,7 @@ def load_weights(model: nn.Module, path: str | Path, how_to_create: str) -> nn.M
     try:
         state = read_state_dict(path)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error} {how_to_create}") from None
+        raise FileNotFoundError(f"{error} {how_to_create}".strip()) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -2,8 +2,9 @@
 
 ``load_model`` returns an ``nn.Module`` in eval mode carrying four plain
 attributes: ``name``, ``preprocess`` (a :class:`Preprocessing`), ``class_names``
-and ``input_size``. The weights this project ships (the Fashion-MNIST CNN) are
-package data, so they load from any working directory of any install.
+and ``input_size``. The weights this project ships (the Fashion-MNIST CNN, ViT
+and B-cos network) are package data, so they load from any working directory of
+any install; every other model also loads from a local weights file.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _torchvision(name: str, weights: str | Path | None) -> nn.Module:
     import torchvision
 
     if is_weights_file(weights):
-        model = load_weights(torchvision.models.get_model(name, weights=None), weights, "")
+        model = load_weights(torchvision.models.get_model(name, weights=None), weights)
     else:
         try:
             model = torchvision.models.get_model(name, weights=weights)
@@ -179,7 +180,7 @@ def _bcos_resnet50(weights: str | Path | None) -> nn.Module:
     if weights is None or is_weights_file(weights):
         model = bcos_resnet50()
         if weights is not None:
-            load_weights(model.network, weights, "")
+            load_weights(model.network, weights)
     else:
         try:
             model = bcos_resnet50(pretrained=True)
@@ -280,7 +281,7 @@ def load_model(name: str = "efficientnet_lite0", weights: str | Path | None = "D
         model = _fashion_mnist(name, weights)
     elif is_weights_file(weights):
         model = _efficientnet_lite0(None)
-        load_weights(model, weights, "")
+        load_weights(model, weights)
     else:
         model = _efficientnet_lite0(weights)
     model.name = name

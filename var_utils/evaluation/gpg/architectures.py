@@ -7,6 +7,7 @@ both refinements of the same base maps (:func:`.sensitivity.refine_sensitivity`)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,8 +17,12 @@ from ..._io import atomic_output_path
 from ..._validation import check_choice
 from ...datasets.grids import GRID_PROTOCOLS
 from ...models import load_model
+from ...refine import check_refine_settings
+from ..metrics import METRIC_DEFAULTS
+from .runner import build_methods
 from .sensitivity import refine_sensitivity, summarize_sensitivity
 from .sources import fashion_mnist_grids
+from .store import settings_path
 
 _GRADIENTS = {"saliency": {}, "input_x_gradient": {}, "integrated_gradients": {"n_steps": 16}}
 
@@ -102,8 +107,43 @@ def compare_architectures(
     return pd.concat(summaries, ignore_index=True)
 
 
-def save_summary(table: pd.DataFrame, out: str | Path) -> Path:
-    """Write a summary table as CSV, atomically (a crash never leaves half a file).
+def comparison_fingerprint(
+    models: Sequence[str],
+    protocol: str,
+    n_grids: int | None,
+    methods: Mapping[str, Mapping[str, Mapping]] | None = None,
+) -> dict:
+    """What a :func:`compare_architectures` run measured, as plain JSON values.
+
+    Parameters
+    ----------
+    models, protocol, n_grids, methods
+        As given to :func:`compare_architectures`.
+
+    Returns
+    -------
+    dict
+        The models, the grid source (Fashion-MNIST, protocol, seed 42, number of
+        grids), the refine settings (completed with their defaults), the
+        binarisation settings, and each model's methods with their declared settings.
+    """
+    methods = ARCHITECTURE_METHODS if methods is None else methods
+    return {
+        "models": list(models),
+        "source": {"source": "fashion_mnist", "protocol": protocol, "seed": 42, "grids": n_grids or "all"},
+        "refine_settings": {
+            "paper" if not setting else "joint": check_refine_settings(setting) for setting in ARCHITECTURE_SETTINGS
+        },
+        "metric_settings": dict(METRIC_DEFAULTS),
+        "methods": {
+            name: {label: method.fingerprint() for label, method in build_methods(methods[name]).items()}
+            for name in models
+        },
+    }
+
+
+def save_summary(table: pd.DataFrame, out: str | Path, fingerprint: Mapping | None = None) -> Path:
+    """Write a summary table as CSV and its fingerprint as ``<out>.settings.json``, each atomically.
 
     Parameters
     ----------
@@ -111,6 +151,8 @@ def save_summary(table: pd.DataFrame, out: str | Path) -> Path:
         The table to write.
     out : str or Path
         The CSV path; its folder is created.
+    fingerprint : dict, optional
+        E.g. :func:`comparison_fingerprint`; written beside the CSV when given.
 
     Returns
     -------
@@ -121,6 +163,9 @@ def save_summary(table: pd.DataFrame, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_path(out) as tmp_path:
         table.to_csv(tmp_path, index=False)
+    if fingerprint is not None:
+        with atomic_output_path(settings_path(out)) as tmp_path:
+            tmp_path.write_text(json.dumps(fingerprint, indent=2) + "\n")
     return out
 
 
