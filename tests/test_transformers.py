@@ -295,3 +295,22 @@ def test_vit_b_16_plumbing_offline():
     assert (logits - reference).abs().max().item() <= 1e-4
     maps = attribute_classes(model, x, [1, 2], "attention_gradcam")
     assert maps.shape == (1, 2, 1, 224, 224) and torch.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("average", [True, False])
+def test_explicit_attention_weights_equal_torch_multihead_attention(average):
+    from var_utils.methods.transformer import ExplicitAttention
+
+    model = tiny_vit()
+    attention = model.encoder.layers[0].self_attention
+    tokens = torch.randn(3, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    expected_output, expected_weights = attention(
+        tokens, tokens, tokens, need_weights=True, average_attn_weights=average
+    )
+    output, weights = ExplicitAttention(attention)(
+        tokens, tokens, tokens, need_weights=True, average_attn_weights=average
+    )
+    torch.testing.assert_close(output, expected_output)
+    torch.testing.assert_close(weights, expected_weights)
+    with pytest.raises(ValueError, match="masks"):
+        ExplicitAttention(attention)(tokens, tokens, tokens, attn_mask=torch.zeros(5, 5, dtype=torch.bool))

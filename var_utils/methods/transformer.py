@@ -76,11 +76,20 @@ class ExplicitAttention(nn.Module):
         self.weights: torch.Tensor | None = None
 
     def forward(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, need_weights: bool = False, **_: object
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Self-attention of ``query`` (N, T, E); ``key`` and ``value`` must be the same tensor."""
+        """Unmasked self-attention of ``query`` (N, T, E), in ``nn.MultiheadAttention``'s calling convention."""
         if not (query is key is value):
             raise ValueError("ExplicitAttention computes self-attention only: query, key and value must be one tensor.")
+        if key_padding_mask is not None or attn_mask is not None:
+            raise ValueError("ExplicitAttention does not support attention masks (a ViT uses none).")
         module = self.attention
         heads = module.num_heads
         q, k, v = F.linear(query, module.in_proj_weight, module.in_proj_bias).chunk(3, dim=-1)
@@ -91,7 +100,9 @@ class ExplicitAttention(nn.Module):
             q, k, v = scale_gradient(q, 0.25), scale_gradient(k, 0.25), scale_gradient(v, 0.5)
         self.weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
         mixed = (self.weights @ v).transpose(1, 2).flatten(2)
-        return module.out_proj(mixed), (self.weights.mean(dim=1) if need_weights else None)
+        if not need_weights:
+            return module.out_proj(mixed), None
+        return module.out_proj(mixed), (self.weights.mean(dim=1) if average_attn_weights else self.weights)
 
 
 def vit_blocks(model: nn.Module, method: str) -> list[nn.Module]:
