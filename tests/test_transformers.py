@@ -314,3 +314,12 @@ def test_explicit_attention_weights_equal_torch_multihead_attention(average):
     torch.testing.assert_close(weights, expected_weights)
     with pytest.raises(ValueError, match="masks"):
         ExplicitAttention(attention)(tokens, tokens, tokens, attn_mask=torch.zeros(5, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("model_name", ["fashion_mnist_vit", "fashion_mnist_bcos"])
+@pytest.mark.parametrize("method", ["lrp", "deeplift"])
+def test_rule_based_methods_refuse_models_they_have_no_rules_for(model_name, method):
+    model = load_model(model_name)
+    size = model.input_size
+    with pytest.raises(ValueError, match=f"{method}.*no propagation rule.*{type(model).__name__}"):
+        attribute_classes(model, torch.randn(1, 1, size, size), [0, 1], method)

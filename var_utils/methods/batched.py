@@ -80,6 +80,30 @@ def match_input_size(maps: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     return maps
 
 
+#: Modules the rule-based methods (``lrp``'s default composite, ``deeplift``) have no propagation rule for.
+MODULES_WITHOUT_RULES = (nn.MultiheadAttention, nn.LayerNorm, nn.GELU)
+
+
+def refuse_modules_without_rules(method: str, model: nn.Module) -> None:
+    """Raise ``ValueError`` if ``model`` has attention, layer norms, GELUs or B-cos layers (no rule covers them).
+
+    Without a rule these methods either fail deep inside their hooks (zennit) or treat the module
+    as linear and return a map that silently misses its non-linearity (Captum).
+    """
+    unsupported = sorted(
+        {
+            type(module).__name__
+            for module in model.modules()
+            if isinstance(module, MODULES_WITHOUT_RULES) or type(module).__module__.startswith("bcos.")
+        }
+    )
+    if unsupported:
+        raise ValueError(
+            f"Method {method!r} has no propagation rule for {unsupported} in {type(model).__name__}; use 'attnlrp' "
+            "for vision transformers and 'bcos' for B-cos networks."
+        )
+
+
 class RepeatedInputMethod(AttributionMethod):
     """Base class of methods without a shared forward pass: one call with each image repeated K times.
 
@@ -179,6 +203,11 @@ class LRP(RepeatedInputMethod):
         """``{"composite": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"composite": self.composite}
 
+    def check_model(self, model: nn.Module, calls: Counter) -> None:
+        """With the default composite, refuse transformers and B-cos networks (see ``RepeatedInputMethod``)."""
+        if self.composite is None:
+            refuse_modules_without_rules(self.name, model)
+
     def attribute_rows(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """LRP relevance maps (M, C, H, W) of ``targets``: see :meth:`RepeatedInputMethod.attribute_rows`."""
         from zennit.attribution import Gradient
@@ -216,7 +245,8 @@ class DeepLift(RepeatedInputMethod):
         return {"baseline": self.baseline}
 
     def check_model(self, model: nn.Module, calls: Counter) -> None:
-        """Refuse models that reuse a parameter-free module: see :meth:`RepeatedInputMethod.check_model`."""
+        """Refuse models without rules or reusing a parameter-free module (see ``RepeatedInputMethod``)."""
+        refuse_modules_without_rules(self.name, model)
         reused = sorted({type(m).__name__ for m, count in calls.items() if count > 1 and not list(m.parameters())})
         if reused:
             raise ValueError(
