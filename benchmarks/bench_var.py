@@ -190,7 +190,10 @@ def fashion_model() -> tuple[nn.Module, str]:
     try:
         return load_model("fashion_mnist_cnn"), "trained weights"
     except FileNotFoundError:
-        return FashionMNISTCNN().eval(), "random weights: data/fashion_mnist_cnn.safetensors is missing"
+        return (
+            FashionMNISTCNN().eval(),
+            "random weights: var_utils/models/data/fashion_mnist_cnn.safetensors is missing",
+        )
 
 
 def fashion_case(seed: int = 0) -> Case:

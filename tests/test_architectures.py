@@ -124,3 +124,18 @@ def test_setting_table_puts_the_settings_side_by_side(comparison):
     for setting in ("base", "paper", "joint"):
         expected = row[row["setting"] == setting]["iou_mean"].item()
         assert table.loc[("paper", "fashion_mnist_vit", "attnlrp"), setting] == expected
+
+
+def test_bad_model_lists_are_refused_before_any_work():
+    with pytest.raises(TypeError, match="list of model names"):
+        compare_architectures("fashion_mnist_vit", n_grids=1)
+    with pytest.raises(SystemExit):
+        main(["architectures", "--models", "fashion_mnist_vit, fashion_mnist_cnm", "--grids", "1"])
+
+
+def test_setting_bars_refuse_several_protocols_or_nothing(comparison):
+    twice = pd.concat([comparison, comparison.assign(protocol="strict")])
+    with pytest.raises(ValueError, match="one row per"):
+        plot_setting_bars(twice, "pointing")
+    with pytest.raises(ValueError, match="one row per"):
+        plot_setting_bars(comparison.iloc[:0], "pointing")

@@ -331,3 +331,22 @@ def test_training_script_saves_loadable_weights_deterministically(tmp_path, monk
 def test_training_script_rejects_zero_epochs(tmp_path):
     with pytest.raises(SystemExit):
         train_fm.main(["--epochs", "0", "--out", str(tmp_path / "cnn.safetensors")])
+
+
+def test_random_placement_puts_one_resized_square_per_image_on_the_blank_background():
+    from var_utils.apps.train_fashion_mnist import random_flip_and_placement
+
+    blank = normalize_fashion_mnist(torch.tensor(0.0)).item()
+    sizes = set()
+    for seed in range(6):
+        images = torch.full((5, 1, 56, 56), 2.0)
+        placed = random_flip_and_placement(images, torch.Generator().manual_seed(seed))
+        assert placed.shape == images.shape
+        covered = (placed != blank).flatten(1).sum(dim=1)
+        side = round(covered[0].item() ** 0.5)
+        assert 28 <= side <= 56 and (covered == side * side).all()  # one size per batch, a full square each
+        rows = (placed[:, 0] != blank).any(dim=2)
+        assert (rows.sum(dim=1) == side).all()  # contiguous squares inside the canvas
+        assert torch.allclose(placed[placed != blank], torch.tensor(2.0))
+        sizes.add(side)
+    assert len(sizes) > 1

@@ -135,6 +135,41 @@ def test_bcos_resnet50_loads_a_local_state_dict_saved_by_torch(tmp_path):
     assert all(torch.equal(loaded.network.state_dict()[name], state[name]) for name in state)
 
 
+def test_bcos_resnet50_also_loads_a_file_of_the_whole_classifier(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    model = load_model("bcos_resnet50", weights=None)
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    assert all(name.startswith("network.") for name in state)
+    save_file(state, str(tmp_path / "classifier.safetensors"))
+    loaded = load_model("bcos_resnet50", weights=tmp_path / "classifier.safetensors")
+    assert all(torch.equal(loaded.state_dict()[name], state[name]) for name in state)
+
+
+def test_unknown_torchvision_weights_keyword_is_a_value_error_listing_the_choices():
+    with pytest.raises(ValueError, match="IMAGENET1K_V9.*IMAGENET1K_SWAG_E2E_V1"):
+        load_model("vit_b_16", weights="IMAGENET1K_V9")
+
+
+def test_a_vits_input_size_and_preprocessing_follow_its_image_size(monkeypatch):
+    from torchvision.models import VisionTransformer
+
+    def tiny(name, weights=None):
+        return VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8)
+
+    monkeypatch.setattr(torchvision.models, "get_model", tiny)
+    model = load_model("vit_b_16")
+    assert model.input_size == 32 and model.preprocess.crop == 32 and model.preprocess.resize == 37
+
+
+def test_a_corrupt_safetensors_file_is_a_value_error(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="broken.safetensors"):
+        load_model("fashion_mnist_bcos", weights=path)
+
+
 def test_a_weights_file_of_another_architecture_is_a_clear_error(tmp_path):
     from safetensors.torch import save_file
 

@@ -323,3 +323,10 @@ def test_rule_based_methods_refuse_models_they_have_no_rules_for(model_name, met
     size = model.input_size
     with pytest.raises(ValueError, match=f"{method}.*no propagation rule.*{type(model).__name__}"):
         attribute_classes(model, torch.randn(1, 1, size, size), [0, 1], method)
+
+
+def test_rollout_refuses_an_unknown_step():
+    from var_utils.methods.attention import rollout
+
+    with pytest.raises(ValueError, match="step"):
+        rollout([torch.eye(3)], "sum")

@@ -237,6 +237,11 @@ def plot_setting_bars(summary, metric: str = "region_attribution", *, group: str
     missing = sorted(needed - set(summary.columns))
     if missing:
         raise ValueError(f"`summary` lacks the column(s) {missing} needed to plot {metric!r}.")
+    if summary.empty or summary.duplicated([group, "method", "setting"]).any():
+        raise ValueError(
+            f"`summary` must hold one row per ({group}, method, setting) and at least one row; filter it first "
+            "(e.g. to one protocol)."
+        )
     groups = list(dict.fromkeys(summary[group]))
     settings = list(dict.fromkeys(summary["setting"]))
     width = 0.8 / len(settings)

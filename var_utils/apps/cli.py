@@ -132,6 +132,18 @@ def _architectures(arguments: argparse.Namespace) -> None:
     print(f"\nSummary written to {out}")
 
 
+def _architecture_names(text: str) -> list[str]:
+    from ..evaluation.gpg.architectures import ARCHITECTURE_METHODS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ARCHITECTURE_METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model(s) {unknown}; expected a comma-separated list from {list(ARCHITECTURE_METHODS)}"
+        )
+    return names
+
+
 def _add_architectures_parser(commands) -> None:
     from ..evaluation.gpg.architectures import ARCHITECTURE_METHODS
 
@@ -143,7 +155,7 @@ def _add_architectures_parser(commands) -> None:
     )
     add = parser.add_argument
     names = ",".join(ARCHITECTURE_METHODS)
-    add("--models", type=lambda text: text.split(","), default=list(ARCHITECTURE_METHODS), help=f"default: {names}")
+    add("--models", type=_architecture_names, default=list(ARCHITECTURE_METHODS), help=f"default: {names}")
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
     add("--grids", type=_positive_int, default=None, help="grids per model (default: all)")
     add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")

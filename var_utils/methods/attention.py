@@ -12,19 +12,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._validation import check_choice
 from .base import AttributionMethod, class_gradients_of_many, selected_logits
 from .transformer import exposed_attention, patch_maps_to_image
 
 
 def attention_and_gradients(
-    model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, method: str
+    model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, method: str, block: int | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Every block's attention (N, h, T, T) and its gradients (N, K, h, T, T) for the K classes."""
+    """Attention (N, h, T, T) and its gradients (N, K, h, T, T) for the K classes: every block's, or one ``block``'s.
+
+    Raises
+    ------
+    ValueError
+        ``block`` is out of range (checked before any backward pass).
+    """
     # The parameters are frozen during attribution: only a graph from the inputs makes the attention differentiable.
     inputs = inputs.detach().requires_grad_(True)
     with exposed_attention(model, method) as blocks:
+        if block is not None and not -len(blocks) <= block < len(blocks):
+            raise ValueError(f"`block` {block} is out of range for a ViT with {len(blocks)} blocks.")
         selected = selected_logits(model, inputs, classes)
-    attentions = [block.weights for block in blocks]
+    attentions = [layer.weights for layer in blocks]
+    if block is not None:
+        attentions = [attentions[block]]
     return attentions, class_gradients_of_many(selected, attentions)
 
 
@@ -68,11 +79,9 @@ class AttentionGradCAM(AttributionMethod):
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Attention Grad-CAM maps (N, K, 1, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
-        attentions, gradients = attention_and_gradients(model, inputs, classes, self.name)
-        if not -len(attentions) <= self.block < len(attentions):
-            raise ValueError(f"`block` {self.block} is out of range for a ViT with {len(attentions)} blocks.")
-        attention = attentions[self.block][:, :, 0, 1:].unsqueeze(1)  # (N, 1, h, P)
-        gradient = gradients[self.block][:, :, :, 0, 1:]  # (N, K, h, P)
+        (attention,), (gradient,) = attention_and_gradients(model, inputs, classes, self.name, self.block)
+        attention = attention[:, :, 0, 1:].unsqueeze(1)  # (N, 1, h, P)
+        gradient = gradient[:, :, :, 0, 1:]  # (N, K, h, P)
         head_weights = gradient.mean(dim=-1, keepdim=True)
         maps = (head_weights * attention).mean(dim=2)
         if self.relu:
@@ -99,6 +108,7 @@ def rollout(per_block: list[torch.Tensor], step: str) -> torch.Tensor:
     torch.Tensor
         (…, T) the class token's row of ``R``.
     """
+    check_choice(step, "step", ("product", "residual"))
     tokens = per_block[0].shape[-1]
     eye = torch.eye(tokens, dtype=per_block[0].dtype, device=per_block[0].device)
     relevance = eye.expand_as(per_block[0])

@@ -5,7 +5,8 @@ as changes to the backward pass, after which ``x * dy/dx`` is the relevance:
 
 - layer norm: the identity rule on the normalisation, i.e. the standard
   deviation is detached (the layer is then linear in its input);
-- GELU (every element-wise activation): the identity rule, the gradient
+- GELU (the activation of torchvision's ViTs; other activations keep their
+  gradient): the identity rule, the gradient
   replaced by ``gelu(x) / x`` so that ``x * gradient = gelu(x)``;
 - attention: ``rule="constant"`` holds the attention probabilities constant
   (CP-LRP, the treatment the ``lxt`` package applies to torchvision ViTs);

@@ -99,8 +99,9 @@ def refuse_modules_without_rules(method: str, model: nn.Module) -> None:
     )
     if unsupported:
         raise ValueError(
-            f"Method {method!r} has no propagation rule for {unsupported} in {type(model).__name__}; use 'attnlrp' "
-            "for vision transformers and 'bcos' for B-cos networks."
+            f"Method {method!r} has no propagation rule for {unsupported} in {type(model).__name__}. Vision "
+            "transformers have 'attnlrp' and B-cos networks 'bcos'; for other models with these modules (e.g. "
+            "ConvNeXt) use a gradient method."
         )
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_classes_in_range, check_logits
-from .base import AttributionMethod, class_gradients
+from .base import AttributionMethod, class_gradients, selected_logits
 
 
 class BcosContribution(AttributionMethod):
@@ -26,16 +25,15 @@ class BcosContribution(AttributionMethod):
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Contribution maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
-        if not callable(getattr(model, "explanation_mode", None)) or not callable(getattr(model, "encode", None)):
+        needed = ("explanation_mode", "encode", "network")
+        if not all(callable(getattr(model, attribute, None)) for attribute in needed):
             raise ValueError(
                 f"Method 'bcos' needs a B-cos network (var_utils.models.BcosClassifier, e.g. 'fashion_mnist_bcos' "
                 f"or 'bcos_resnet50'), got {type(model).__name__}."
             )
         encoded = model.encode(inputs).detach().requires_grad_(True)
         with model.explanation_mode():
-            logits = check_logits(model.network(encoded), inputs.shape[0])
-            check_classes_in_range(classes, logits.shape[1])
-            selected = logits.gather(1, classes)
+            selected = selected_logits(model.network, encoded, classes)
             contributions = encoded.unsqueeze(1) * class_gradients(selected, encoded)
         channels = inputs.shape[1]
         return contributions[:, :, :channels] + contributions[:, :, channels:]

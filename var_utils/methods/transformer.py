@@ -66,10 +66,11 @@ class ExplicitAttention(nn.Module):
     def __init__(self, attention: nn.MultiheadAttention, rule: str = "gradient") -> None:
         super().__init__()
         check_choice(rule, "rule", ATTENTION_RULES)
-        if not (attention.batch_first and attention._qkv_same_embed_dim and attention.bias_k is None):
+        plain = attention.batch_first and attention._qkv_same_embed_dim
+        if not plain or attention.bias_k is not None or attention.add_zero_attn:
             raise ValueError(
-                "Only batch-first self-attention with one input projection and no extra key/value bias is "
-                "supported (torchvision's VisionTransformer)."
+                "Only batch-first self-attention with one input projection, no extra key/value bias and no zero "
+                "attention is supported (torchvision's VisionTransformer)."
             )
         self.attention = attention
         self.rule = rule
@@ -99,7 +100,8 @@ class ExplicitAttention(nn.Module):
         elif self.rule == "uniform":
             q, k, v = scale_gradient(q, 0.25), scale_gradient(k, 0.25), scale_gradient(v, 0.5)
         self.weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
-        mixed = (self.weights @ v).transpose(1, 2).flatten(2)
+        # As nn.MultiheadAttention: dropout on the probabilities in training mode only (none during attribution).
+        mixed = (F.dropout(self.weights, module.dropout, module.training) @ v).transpose(1, 2).flatten(2)
         if not need_weights:
             return module.out_proj(mixed), None
         return module.out_proj(mixed), (self.weights.mean(dim=1) if average_attn_weights else self.weights)

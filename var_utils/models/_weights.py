@@ -42,9 +42,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"Weights file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise ValueError(f"{str(path)!r} is not a readable safetensors file: {error}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
@@ -87,6 +91,17 @@ def load_weights(model: nn.Module, path: str | Path, how_to_create: str = "") ->
         state = read_state_dict(path)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error} {how_to_create}".strip()) from None
+    return load_state(model, state, path)
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """Load ``state`` (read from ``path``) into ``model`` strictly and return it in eval mode.
+
+    Raises
+    ------
+    ValueError
+        The weights do not fit the architecture (missing, unexpected or mis-shaped parameters).
+    """
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -136,6 +136,9 @@ def fashion_mnist_bcos(num_classes: int = len(FASHION_MNIST_CLASSES)) -> BcosCla
     """
     from bcos.modules import BatchNormUncentered2d, BcosConv2d, LogitLayer, NoBias
 
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2 (the logit bias is -log(K - 1)), got {num_classes!r}.")
+
     norm = NoBias(BatchNormUncentered2d)
     widths = (2, 32, 64, 64)
     layers: list[nn.Module] = []

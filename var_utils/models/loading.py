@@ -21,7 +21,7 @@ from torch import nn
 from .._model_state import predict_logits
 from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES
 from ..datasets.photos import to_rgb, unit_tensor
-from ._weights import load_trained, load_weights, read_state_dict
+from ._weights import load_state, load_trained, load_weights, read_state_dict
 from .bcos_networks import FASHION_MNIST_BCOS_WEIGHTS, bcos_resnet50, fashion_mnist_bcos
 from .fashion_cnn import FASHION_MNIST_CNN_WEIGHTS, FashionMNISTCNN
 from .fashion_vit import FASHION_MNIST_VIT_SIZE, FASHION_MNIST_VIT_WEIGHTS, fashion_mnist_vit
@@ -169,18 +169,30 @@ def _torchvision(name: str, weights: str | Path | None) -> nn.Module:
     if is_weights_file(weights):
         model = load_weights(torchvision.models.get_model(name, weights=None), weights)
     else:
+        if weights is not None:
+            try:
+                torchvision.models.get_model_weights(name).verify(weights)
+            except (KeyError, ValueError):
+                names = ["DEFAULT", *torchvision.models.get_model_weights(name).__members__]
+                raise ValueError(f"`weights` {weights!r} is not one of {name!r}'s: {names}, None or a file.") from None
         try:
             model = torchvision.models.get_model(name, weights=weights)
         except (OSError, RuntimeError) as error:
             raise _download_error(name, weights, error) from None
-    return _attach(model, Preprocessing(256, 224, IMAGENET_MEAN, IMAGENET_STD), imagenet_class_names())
+    # A ViT's input size is fixed by its weights (e.g. 384 for the SWAG weights); CNNs use 224.
+    crop = getattr(model, "image_size", 224)
+    preprocess = Preprocessing(round(crop * 256 / 224), crop, IMAGENET_MEAN, IMAGENET_STD)
+    return _attach(model, preprocess, imagenet_class_names(), input_size=crop)
 
 
 def _bcos_resnet50(weights: str | Path | None) -> nn.Module:
     if weights is None or is_weights_file(weights):
         model = bcos_resnet50()
         if weights is not None:
-            load_weights(model.network, weights)
+            state = read_state_dict(weights)
+            # Files of the bare network (the bcos package's) and of the whole BcosClassifier both load.
+            whole = all(key.startswith("network.") for key in state)
+            load_state(model if whole else model.network, state, weights)
     else:
         try:
             model = bcos_resnet50(pretrained=True)

@@ -41,8 +41,8 @@ ARCHITECTURE_METHODS: dict[str, dict[str, dict]] = {
     "fashion_mnist_bcos": {**_GRADIENTS, "gradcam": {}, "bcos": {}},
 }
 
-#: The refinements compared: the paper's setting and the joint scaling of the K maps.
-ARCHITECTURE_SETTINGS = ({}, {"normalize": "joint"})
+#: The refinements compared, by label: the paper's setting and the joint scaling of the K maps.
+ARCHITECTURE_SETTINGS = {"paper": {}, "joint": {"normalize": "joint"}}
 
 
 def compare_architectures(
@@ -84,6 +84,8 @@ def compare_architectures(
     >>> table["setting"].tolist(), table["n"].tolist()
     (['base', 'paper', 'joint'], [8, 8, 8])
     """
+    if isinstance(models, str) or not isinstance(models, Sequence):
+        raise TypeError(f"`models` must be a list of model names, got {type(models).__name__}.")
     check_choice(protocol, "protocol", GRID_PROTOCOLS)
     methods = ARCHITECTURE_METHODS if methods is None else methods
     unknown = [name for name in models if name not in methods]
@@ -93,14 +95,12 @@ def compare_architectures(
     for name in models:
         model = load_model(name)
         grids = fashion_mnist_grids(n_grids, protocol=protocol, model=model)
-        table = refine_sensitivity(
-            model, grids, methods[name], ARCHITECTURE_SETTINGS, batch_size=batch_size, progress=progress
-        )
+        settings = list(ARCHITECTURE_SETTINGS.values())
+        table = refine_sensitivity(model, grids, methods[name], settings, batch_size=batch_size, progress=progress)
         summary = summarize_sensitivity(table)
-        summary["setting"] = [
-            "base" if label == "base" else (normalize or "paper")
-            for label, normalize in zip(summary["setting"], summary["normalize"])
-        ]
+        # refine_sensitivity labels settings by their values, in the order given: name them by ours.
+        labels = dict(zip(dict.fromkeys(table["setting"]), ["base", *ARCHITECTURE_SETTINGS]))
+        summary["setting"] = summary["setting"].map(labels)
         summary.insert(0, "protocol", protocol)
         summary.insert(0, "model", name)
         summaries.append(summary)
@@ -130,10 +130,12 @@ def comparison_fingerprint(
     methods = ARCHITECTURE_METHODS if methods is None else methods
     return {
         "models": list(models),
-        "source": {"source": "fashion_mnist", "protocol": protocol, "seed": 42, "grids": n_grids or "all"},
-        "refine_settings": {
-            "paper" if not setting else "joint": check_refine_settings(setting) for setting in ARCHITECTURE_SETTINGS
+        "source": {
+            **fashion_mnist_grids(1, protocol="paper").description,
+            "protocol": protocol,
+            "grids": n_grids or "all",
         },
+        "refine_settings": {label: check_refine_settings(setting) for label, setting in ARCHITECTURE_SETTINGS.items()},
         "metric_settings": dict(METRIC_DEFAULTS),
         "methods": {
             name: {label: method.fingerprint() for label, method in build_methods(methods[name]).items()}
