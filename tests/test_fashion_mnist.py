@@ -350,3 +350,20 @@ def test_random_placement_puts_one_resized_square_per_image_on_the_blank_backgro
         assert torch.allclose(placed[placed != blank], torch.tensor(2.0))
         sizes.add(side)
     assert len(sizes) > 1
+
+
+def test_cutmix_pastes_one_box_of_the_next_image_and_mixes_the_labels_by_its_area():
+    from var_utils.apps.train_fashion_mnist import cutmix
+
+    for seed in range(8):
+        images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 56, 56).clone()
+        labels = torch.tensor([0, 3, 5, 9])
+        mixed, targets = cutmix(images, labels, torch.Generator().manual_seed(seed), 10)
+        assert targets.shape == (4, 10)
+        torch.testing.assert_close(targets.sum(dim=1), torch.ones(4))
+        for index in range(4):
+            other = (index - 1) % 4  # each image receives the box of the image before it (roll by one)
+            pasted = (mixed[index] == other).float().mean().item()
+            assert ((mixed[index] == index) | (mixed[index] == other)).all()
+            assert targets[index, labels[other]].item() == pytest.approx(pasted)
+            assert targets[index, labels[index]].item() == pytest.approx(1 - pasted)
