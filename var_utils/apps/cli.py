@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..datasets.grids import GRID_PROTOCOLS
@@ -36,14 +37,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _method_names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown method(s) {unknown}; expected a comma-separated list from {sorted(METHODS)}"
-        )
-    return names
+def _names_from(choices: Sequence[str], kind: str) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind}(s) {unknown}; expected a comma-separated list from {sorted(choices)}"
+            )
+        return names
+
+    return parse
+
+
+_method_names = _names_from(METHODS, "method")
 
 
 def _format_summary(summary) -> str:
@@ -132,18 +141,6 @@ def _architectures(arguments: argparse.Namespace) -> None:
     print(f"\nSummary written to {out}")
 
 
-def _architecture_names(text: str) -> list[str]:
-    from ..evaluation.gpg.architectures import ARCHITECTURE_METHODS
-
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ARCHITECTURE_METHODS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown model(s) {unknown}; expected a comma-separated list from {list(ARCHITECTURE_METHODS)}"
-        )
-    return names
-
-
 def _add_architectures_parser(commands) -> None:
     from ..evaluation.gpg.architectures import ARCHITECTURE_METHODS
 
@@ -155,7 +152,8 @@ def _add_architectures_parser(commands) -> None:
     )
     add = parser.add_argument
     names = ",".join(ARCHITECTURE_METHODS)
-    add("--models", type=_architecture_names, default=list(ARCHITECTURE_METHODS), help=f"default: {names}")
+    models = _names_from(ARCHITECTURE_METHODS, "model")
+    add("--models", type=models, default=list(ARCHITECTURE_METHODS), help=f"default: {names}")
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
     add("--grids", type=_positive_int, default=None, help="grids per model (default: all)")
     add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
