@@ -62,3 +62,12 @@ def half_and_half_input(lite0) -> torch.Tensor:
     from var_utils.datasets.photos import half_and_half
 
     return lite0.preprocess(half_and_half())
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say loudly when the real-browser test was skipped, and why (pytest lists skip reasons only with -rs)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "test_explore_browser" in report.nodeid:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.write_sep("=", "real-browser test SKIPPED", yellow=True, bold=True)
+            terminalreporter.write_line(f"{report.nodeid}: {reason}")

@@ -14,7 +14,7 @@ import importlib
 
 from .datasets.photos import PHOTOS, half_and_half, load_image, load_photo
 from .engine import MAP_MODES, attribute_classes, base_and_var_maps
-from .explainers import VarExplainer, competing_classes
+from .explainers import VarExplainer, automatic_class_set, competing_classes
 from .methods import METHODS, AttributionMethod, get_method
 from .models import MODELS, load_model
 from .refine import class_distribution, refine, refine_all, shared_map
@@ -22,6 +22,7 @@ from .wrappers import ClassSpecificAttributionWrapper, ContrastiveAttributionWra
 
 _LAZY = {
     "evaluate_grid_pointing_game": "var_utils.evaluation.gpg",
+    "explore": "var_utils.apps.explore",
     "localisation_scores": "var_utils.evaluation.metrics",
     "region_attribution": "var_utils.evaluation.metrics",
 }
@@ -36,10 +37,12 @@ __all__ = [
     "ContrastiveAttributionWrapper",
     "VarExplainer",
     "attribute_classes",
+    "automatic_class_set",
     "base_and_var_maps",
     "class_distribution",
     "competing_classes",
     "evaluate_grid_pointing_game",
+    "explore",
     "get_method",
     "half_and_half",
     "load_image",

@@ -21,6 +21,39 @@ from .methods import AttributionMethod, get_method
 from .refine import check_refine_settings
 
 
+def automatic_class_set(probabilities: torch.Tensor, top_k: int) -> list[int]:
+    """The automatic class set: the ``top_k`` most probable classes, then the least probable one.
+
+    This is the original project's set (``num_classes`` top predictions plus the
+    least likely class as a contrast), as in
+    :class:`var_utils.ContrastiveAttributionWrapper`.
+
+    Parameters
+    ----------
+    probabilities : torch.Tensor
+        (num_classes,) scores of one image (probabilities or logits).
+    top_k : int
+        Number of top predictions, 1 <= top_k < num_classes.
+
+    Returns
+    -------
+    list of int
+        ``top_k + 1`` class indices, most probable first.
+
+    Examples
+    --------
+    >>> automatic_class_set(torch.tensor([0.1, 0.5, 0.05, 0.35]), top_k=2)
+    [1, 3, 2]
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k < probabilities.numel():
+        raise ValueError(
+            f"`top_k` must be an int in 1..{probabilities.numel() - 1} (the model has {probabilities.numel()} "
+            f"classes), got {top_k!r}."
+        )
+    order = probabilities.argsort(descending=True).tolist()
+    return order[:top_k] + order[-1:]
+
+
 @renamed_keywords(num_classes="set_size")
 def competing_classes(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, set_size: int = 4) -> torch.Tensor:
     """Class sets (N, K): each image's target first, then the model's most probable other classes.

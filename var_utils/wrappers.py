@@ -10,6 +10,7 @@ from torch import nn
 from ._model_state import predict_logits
 from ._validation import check_class_set, check_model, check_positive_int, renamed_keywords
 from .engine import base_and_var_maps
+from .explainers import automatic_class_set
 from .methods import AttributionMethod, get_method
 from .refine import DEFAULT_TAU, DEFAULT_TEMPERATURE, check_refine_settings
 
@@ -257,8 +258,7 @@ class ContrastiveAttributionWrapper(_VarWrapper):
                 f"`model` must return (1, num_classes) logits with more than `top_k`={self.top_k} "
                 f"classes, got shape {tuple(logits.shape)}."
             )
-        order = logits[0].argsort(descending=True).tolist()
-        classes = order[: self.top_k] + order[-1:]
+        classes = automatic_class_set(logits[0], self.top_k)
         if target is not None:
             if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < logits.shape[1]:
                 raise ValueError(f"`target` must be a class index in 0..{logits.shape[1] - 1}, got {target!r}.")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m var_utils demo``, ``gpg`` and ``architectures`` (see ``--help``)."""
+"""Command line: ``python -m var_utils demo``, ``explain``, ``gpg`` and ``architectures`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..evaluation.gpg import (
 from ..evaluation.metrics import BINARIZATIONS
 from ..methods import METHODS
 from ..models import MODELS, load_model
+from .explain import OUTPUT_FORMATS, plan_explanations, run_explanations
 
 GPG_DEFAULT_METHODS = "gradcam,saliency,input_x_gradient,guided_backprop,integrated_gradients"
 
@@ -63,6 +64,19 @@ def _format_summary(summary) -> str:
     return shown.to_string(index=False)
 
 
+def _refine_settings(arguments: argparse.Namespace) -> dict:
+    """The refine options given on the command line; unset ones fall back to refine_all's defaults."""
+    given = {"tau": arguments.tau, "temperature": arguments.temperature, "normalize": arguments.normalize}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _add_refine_options(add: Callable) -> None:
+    """``--tau``, ``--temperature`` and ``--normalize`` (VAR's settings) for a subcommand's ``add_argument``."""
+    add("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
+    add("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
+    add("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax")
+
+
 def _gpg(arguments: argparse.Namespace) -> None:
     if arguments.source == "imagenet" and arguments.root is None:
         arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
@@ -78,9 +92,7 @@ def _gpg(arguments: argparse.Namespace) -> None:
     methods = {name: {} for name in arguments.methods}
     if "integrated_gradients" in methods:
         methods["integrated_gradients"] = {"n_steps": arguments.n_steps}
-    given = {"tau": arguments.tau, "temperature": arguments.temperature, "normalize": arguments.normalize}
-    # Unset options fall back to refine_all's defaults.
-    refine_settings = {key: value for key, value in given.items() if value is not None}
+    refine_settings = _refine_settings(arguments)
     if arguments.signed:
         refine_settings["use_abs"] = False
     out = arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
@@ -115,13 +127,55 @@ def _add_gpg_parser(commands) -> None:
     add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
     add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
-    add("--tau", type=float, default=None, help="VAR threshold tau (default: refine_all's, 0.01)")
-    add("--temperature", type=float, default=None, help="VAR softmax temperature (default: refine_all's, 0.1)")
-    add("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax")
+    _add_refine_options(add)
     add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
     add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: mean)")
     add("--no-progress", action="store_true", help="hide the progress bar")
     gpg.set_defaults(run=_gpg, error=gpg.error)
+
+
+def _explain(arguments: argparse.Namespace) -> int:
+    try:
+        plan = plan_explanations(
+            arguments.paths,
+            arguments.out,
+            arguments.model,
+            methods=arguments.method,
+            classes=arguments.classes,
+            top_k=arguments.top_k,
+            refine_settings=_refine_settings(arguments),
+            n_steps=arguments.n_steps,
+            formats=arguments.format,
+        )
+    except (TypeError, ValueError) as error:
+        arguments.error(str(error))
+    summary = run_explanations(plan, progress=not arguments.no_progress)
+    print(summary.report())
+    return summary.exit_status
+
+
+def _add_explain_parser(commands) -> None:
+    parser = commands.add_parser(
+        "explain",
+        help="explain your own image files and folders: base vs VAR maps per image",
+        description="Base and VAR maps of image files and folders (searched recursively), one output folder per "
+        "image (figure.png, maps.npz, record.json) and explanations.csv. Rerunning with the same settings skips "
+        "the images already done; the exit status is 1 if an image failed.",
+    )
+    add = parser.add_argument
+    formats = ",".join(OUTPUT_FORMATS)
+    add("paths", nargs="+", type=Path, metavar="PATH", help="image files and folders")
+    add("--out", type=Path, required=True, metavar="DIR", help="output folder (one subfolder per image)")
+    add("--model", choices=MODELS, default="efficientnet_lite0", help="default: efficientnet_lite0")
+    add("--method", type=_method_names, default="gradcam", help="comma-separated method names (default: gradcam)")
+    add("--classes", default="auto", help="auto (top-k predictions + least probable) or ids/names, e.g. tabby,285")
+    add("--top-k", type=_positive_int, default=3, help="top predictions in the automatic class set (default: 3)")
+    _add_refine_options(add)
+    add("--n-steps", type=_positive_int, default=32, help="integrated gradients steps (default: 32)")
+    format_names = _names_from(OUTPUT_FORMATS, "format")
+    add("--format", type=format_names, default=formats, help=f"comma-separated subset of {formats} (default: all)")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_explain, error=parser.error)
 
 
 def _architectures(arguments: argparse.Namespace) -> None:
@@ -173,15 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status, 0 (argparse exits on bad arguments).
+        The exit status: 0, or 1 when ``explain`` could not explain an image
+        (argparse exits with 2 on bad arguments).
     """
     parser = argparse.ArgumentParser(prog="python -m var_utils", description="VAR: class-relevant saliency maps.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the offline demo (EfficientNet-Lite0, photos) and write figures")
     demo.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     demo.set_defaults(run=_demo)
+    _add_explain_parser(commands)
     _add_gpg_parser(commands)
     _add_architectures_parser(commands)
     arguments = parser.parse_args(argv)
-    arguments.run(arguments)
-    return 0
+    status = arguments.run(arguments)
+    return 0 if status is None else status
