@@ -62,7 +62,14 @@ def jupyter_lab(root: Path, log_path: Path) -> Iterator[str]:
     """Run JupyterLab on the loopback interface with a random token; yield its base URL with the token query."""
     port, token = _free_port(), secrets.token_hex(16)
     state = root.parent / "jupyter-state"
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(state / "runtime"), JUPYTER_CONFIG_DIR=str(state / "config"))
+    # Nothing from the user's own Jupyter folders (kernelspecs, settings) and the environment's kernel first.
+    env = dict(
+        os.environ,
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        JUPYTER_CONFIG_DIR=str(state / "config"),
+        JUPYTER_DATA_DIR=str(state / "data"),
+        JUPYTER_PREFER_ENV_PATH="1",
+    )
     command = [
         sys.executable,
         "-m",

@@ -119,13 +119,25 @@ def test_refine_view_against_hand_computation():
     lead = m - 0.5 > 0.01  # the tie and class 1's 0.05 lead (m = 0.5498) decide the kept pixels
     expected_var = np.where(lead, np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 0.02]]) * m, 0.0)
     assert np.allclose(view.var.numpy()[:, 0, 0], expected_var, atol=1e-6)
-    assert view.won.tolist() == pytest.approx([1 / 3, 1 / 3])
+    assert view.kept_pixels.tolist() == pytest.approx([1 / 3, 1 / 3])
     assert view.kept.tolist() == pytest.approx([m[0, 0] / 1.5, m[1, 2] * 0.02 / 0.52], rel=1e-5)
 
 
-def test_winner_panel_colours_the_leader_and_greys_out_ties():
+def test_kept_pixels_count_a_pixel_kept_in_any_channel_for_every_class_that_clears_tau():
+    # K = 3, two channels, two pixels. Pixel 0: channel 0 favours class 0, channel 1 class 1 (both kept there);
+    # pixel 1: classes 0 and 1 tie above 1/3 + τ in both channels (both kept), class 2 nowhere.
+    base = torch.tensor([[[[1.0, 0.5]], [[0.0, 0.5]]], [[[0.0, 0.5]], [[1.0, 0.5]]], [[[0.0, 0.0]], [[0.0, 0.0]]]])
+    view = refine_view(base)
+    assert view.kept_where.tolist() == [[[True, True]], [[True, True]], [[False, False]]]
+    assert view.kept_pixels.tolist() == [1.0, 1.0, 0.0]
+    assert torch.equal(view.kept_where, (refine_all(base) != 0).any(dim=1))
+
+
+def test_winner_panel_colours_the_leader_and_greys_out_what_var_drops():
     distribution = torch.tensor([[[0.9, 0.5]], [[0.1, 0.5]]])  # (K=2, H=1, W=2): class 0 wins left, tie right
-    panel = cv2.cvtColor(cv2.imdecode(np.frombuffer(winner_panel(distribution, 0.01), np.uint8), 1), cv2.COLOR_BGR2RGB)
+    kept_where = torch.tensor([[[True, False]], [[False, False]]])
+    panel = winner_panel(distribution, kept_where)
+    panel = cv2.cvtColor(cv2.imdecode(np.frombuffer(panel, np.uint8), 1), cv2.COLOR_BGR2RGB)
     assert panel.shape == (PANEL_SIZE, PANEL_SIZE, 3)
     strength = (0.9 - 0.5) / 0.5
     expected_left = np.round((strength * class_colours(2)[0] + (1 - strength)) * 255)
@@ -181,6 +193,7 @@ def test_method_setting_and_class_changes_recompute(app):
     app.class_search.value = "lynx"
     app.add_button.click()
     assert app.classes[-1] == 287 and len(app._var_images) == 4 and app.last_error is None
+    assert app.class_search.value == ""
     app.chosen_list.value = (287,)
     app.remove_button.click()
     assert 287 not in app.classes
@@ -218,12 +231,72 @@ def test_bad_input_shows_a_message_and_keeps_the_state(app, action, message):
 
 
 def test_removing_down_to_one_class_is_refused(app):
-    app.class_mode.value = "chosen"
     state = _state(app)
     app.chosen_list.value = tuple(app.classes[:-1])
     app.remove_button.click()
     assert "at least two classes" in app.last_error
     _assert_same_state(app, state)
+    app.chosen_list.value = ()
+    app.remove_button.click()
+    assert "Select the classes" in app.last_error
+
+
+def test_removing_from_the_automatic_set_starts_a_chosen_set(app):
+    automatic = list(app.classes)
+    app.chosen_list.value = (automatic[-1],)
+    app.remove_button.click()
+    assert app.last_error is None and app.classes == automatic[:-1] and app.class_mode.value == "chosen"
+
+
+def test_a_failure_restores_the_method_setting_as_it_was(app):
+    app.method_picker.value = "integrated_gradients"
+    app.setting_slider.value = 16
+    state = _state(app)
+    app.method_picker.value = "attention_gradcam"
+    assert "needs a vision transformer" in app.last_error
+    assert (app.method_picker.value, app.setting_slider.description, app.setting_slider.value) == (
+        "integrated_gradients",
+        "IG steps",
+        16,
+    )
+    _assert_same_state(app, state)
+
+
+def test_a_failed_image_keeps_the_previous_image_and_its_message(app, monkeypatch):
+    app.image_picker.value = "coffee"
+    state = _state(app)
+
+    def unreadable(*_):
+        raise ValueError("cannot prepare this image")
+
+    monkeypatch.setattr(app.session, "prepare", unreadable)
+    app.upload.value = _upload("rocket.png", _png_bytes(load_photo("rocket")))
+    assert "cannot prepare this image" in app.last_error and "var-explore-error" in app.status.value
+    _assert_same_state(app, state)
+
+
+def test_a_failure_after_new_base_maps_restores_the_panels(app, monkeypatch):
+    state = _state(app)
+    labels = [label.value for label in app._labels]
+
+    def broken(*_):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr("var_utils.apps.explore.app.winner_panel", broken)
+    app.top_k_slider.value = 5
+    assert "drawing failed" in app.last_error
+    monkeypatch.undo()
+    assert app.top_k_slider.value == 3 and len(app.rows_box.children) == 5  # header + the 4 old rows
+    assert [label.value for label in app._labels] == labels
+    classes, base, _, image = state
+    assert app.classes == classes and torch.equal(app.base, base) and app.image_picker.value == image
+
+
+def test_occlusion_window_fits_the_model_input(session):
+    app = explore(model="fashion_mnist_cnn", image="coffee", method="occlusion", session=session, top_k=1)
+    assert (app.setting_slider.max, app.setting_slider.value) == (28, 8) and app.last_error is None
+    app.model_picker.value = "efficientnet_lite0"
+    assert (app.setting_slider.max, app.setting_slider.value) == (224, 56)
 
 
 def test_a_failed_model_download_keeps_the_model(session, monkeypatch):

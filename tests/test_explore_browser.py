@@ -33,6 +33,10 @@ ALL_CELLS_RUN_JS = """
 const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')).map((p) => p.textContent);
 return prompts.length > 0 && prompts.every((text) => /\\[\\d+\\]/.test(text));
 """
+ERROR_OUTPUT_JS = """
+return Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+  .map((output) => output.textContent).filter((text) => text.includes('Traceback')).join('\\n');
+"""
 
 
 def _lab_root(tmp_path: Path) -> Path:
@@ -66,12 +70,26 @@ def _loaded_maps(driver) -> list[str] | None:
     return prints if prints and all(prints) else None
 
 
-def _changed_maps(driver, before: list[str]):
-    def changed() -> list[str] | None:
-        now = _loaded_maps(driver)
-        return now if now and now != before else None
+def _notebook_ran(driver) -> bool:
+    errors = driver.execute_script(ERROR_OUTPUT_JS)
+    assert not errors, f"a notebook cell failed:\n{errors[:3000]}"
+    return driver.execute_script(ALL_CELLS_RUN_JS)
 
-    return changed
+
+def _settled_maps(driver, what: str, different_from: list[str] | None = None, timeout: float = 120) -> list[str]:
+    """The panels' fingerprints once the kernel is idle, the app not busy and the pixels stable for 0.5 s."""
+
+    def settled() -> list[str] | None:
+        busy = driver.find_elements("css selector", ".var-explore-busy")
+        if busy or not driver.execute_script(KERNEL_IDLE_JS):
+            return None
+        first = _loaded_maps(driver)
+        time.sleep(0.5)
+        if first is None or first != _loaded_maps(driver) or first == different_from:
+            return None
+        return first
+
+    return wait_for(settled, timeout, what)
 
 
 def _shot(driver, tmp_path: Path, name: str) -> None:
@@ -87,12 +105,9 @@ def test_explorer_in_jupyterlab(tmp_path):
         driver.get(url.format(path=NOTEBOOK.name))
         wait_for(lambda: driver.execute_script(KERNEL_IDLE_JS), 120, "the notebook's kernel to start")
         driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
-        wait_for(lambda: driver.execute_script(ALL_CELLS_RUN_JS), 300, "the notebook to run")
-        wait_for(lambda: driver.execute_script(KERNEL_IDLE_JS), 120, "the kernel to finish")
-        before = wait_for(lambda: _loaded_maps(driver), 60, "the explorer's maps to load")
+        wait_for(lambda: _notebook_ran(driver), 300, "the notebook to run")
+        before = _settled_maps(driver, "the explorer's maps to load")
         _shot(driver, tmp_path, "01_opened")
-        outputs = " ".join(_texts(driver, ".jp-OutputArea-output"))
-        assert "Traceback" not in outputs, outputs[:2000]
         class_count = len(panel_fingerprints(driver, VAR_MAPS))
         assert class_count >= 4
 
@@ -101,9 +116,10 @@ def test_explorer_in_jupyterlab(tmp_path):
         handle = driver.find_element(By.CSS_SELECTOR, ".var-explore-tau-slider .noUi-handle")
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
         start = time.monotonic()
-        ActionChains(driver).click_and_hold(handle).move_by_offset(70, 0).release().perform()
-        after_tau = wait_for(_changed_maps(driver, before), 60, "the maps to change after moving τ", interval=0.02)
+        ActionChains(driver, duration=50).click_and_hold(handle).move_by_offset(25, 0).release().perform()
+        wait_for(lambda: _loaded_maps(driver) not in (None, before), 60, "new maps after moving τ", interval=0.02)
         print(f"browser: τ drag released -> new maps displayed in {1000 * (time.monotonic() - start):.0f} ms")
+        after_tau = _settled_maps(driver, "the maps to settle after moving τ", different_from=before)
         _shot(driver, tmp_path, "02_tau_moved")
         assert _texts(driver, ".var-explore-tau-slider .widget-readout") != tau_readout
         assert not driver.find_elements(By.CSS_SELECTOR, ".var-explore-error")
@@ -113,15 +129,14 @@ def test_explorer_in_jupyterlab(tmp_path):
         search.clear()
         search.send_keys("snow leopard")
         driver.find_element(By.CSS_SELECTOR, "button.var-explore-add-button").click()
-        wait_for(
-            lambda: len(panel_fingerprints(driver, VAR_MAPS)) == class_count + 1 and _loaded_maps(driver),
-            120,
-            "a map for the added class",
-        )
-        after_add = _loaded_maps(driver)
-        assert after_add != after_tau
+        wait_for(lambda: len(panel_fingerprints(driver, VAR_MAPS)) == class_count + 1, 120, "a row for the new class")
+        after_add = _settled_maps(driver, "the maps with the added class", different_from=after_tau)
         _shot(driver, tmp_path, "03_class_added")
-        assert any("snow leopard" in text for text in _texts(driver, ".var-explore .widget-html"))
+        wait_for(
+            lambda: any("snow leopard" in text for text in _texts(driver, ".var-explore .widget-html")),
+            30,
+            "the new class's label",
+        )
         assert not driver.find_elements(By.CSS_SELECTOR, ".var-explore-error")
 
         # A class the model does not have: a message in the app, and the maps stay as they were.
@@ -133,4 +148,4 @@ def test_explorer_in_jupyterlab(tmp_path):
         ]
         _shot(driver, tmp_path, "04_bad_class")
         assert "not a class name of this model" in error.text
-        assert _loaded_maps(driver) == after_add
+        assert _settled_maps(driver, "the maps after the refused class") == after_add

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,11 @@ PANEL_WIDTH = "176px"
 
 @dataclass(frozen=True)
 class MethodSetting:
-    """The one setting of a method the explorer exposes: its keyword, label, default and slider range."""
+    """The one setting of a method the explorer exposes: its keyword, label, default and slider range.
+
+    With ``input_fraction`` set (a window size), the range ends at the model's input size and the default is
+    that fraction of it, so the setting fits 28-pixel and 224-pixel models alike.
+    """
 
     keyword: str
     label: str
@@ -47,13 +52,22 @@ class MethodSetting:
     minimum: int
     maximum: int
     step: int
+    input_fraction: float | None = None
+
+    def range_for(self, input_size: int) -> tuple[int, int, int]:
+        """``(minimum, maximum, default)`` for a model with square inputs of ``input_size`` pixels."""
+        if self.input_fraction is None:
+            return self.minimum, self.maximum, self.default
+        default = max(self.minimum, round(input_size * self.input_fraction / self.step) * self.step)
+        return self.minimum, input_size, default
 
 
 #: Main setting per method; methods not listed run with their defaults.
 METHOD_SETTINGS = {
     "integrated_gradients": MethodSetting("n_steps", "IG steps", 32, 4, 128, 4),
     "smoothgrad": MethodSetting("n_samples", "samples", 10, 1, 50, 1),
-    "occlusion": MethodSetting("window", "window px", 56, 8, 112, 8),
+    # A quarter of the input: 56 px on 224-px models (7 x 7 positions per class at half-window strides).
+    "occlusion": MethodSetting("window", "window px", 56, 2, 112, 2, input_fraction=0.25),
 }
 
 
@@ -139,7 +153,7 @@ class Explorer(widgets.VBox):
         self.session = session or ExplorerSession()
         self.last_error: str | None = None
         self._custom_images: dict[str, np.ndarray] = {}
-        self._restoring = False
+        self._busy = False
         self._view: VarView | None = None
         self._build_controls(model, method, top_k, tau, temperature, normalize, use_abs)
         self._build_display()
@@ -173,7 +187,6 @@ class Explorer(widgets.VBox):
         self.use_abs_box = widgets.Checkbox(value=use_abs, description="compare |A| (use_abs)")
         self.per_class_box = widgets.Checkbox(value=False, description="per-class colour scale")
         self.overlay_box = widgets.Checkbox(value=True, description="overlay on image")
-        self._show_setting(method)
         # CSS classes name the controls for the real-browser test (and for users' own styling).
         for name in ("tau_slider", "temperature_slider", "top_k_slider", "class_search", "add_button", "remove_button"):
             getattr(self, name).add_class(f"var-explore-{name.replace('_', '-')}")
@@ -242,8 +255,8 @@ class Explorer(widgets.VBox):
     def _apply_start(self, image: str | np.ndarray, classes: list[int | str] | None) -> None:
         if isinstance(image, np.ndarray):
             self._add_custom_image("array", image)
-        elif image in PHOTOS:
-            self.image_picker.value = image
+        elif image in (*PHOTOS, HALF_AND_HALF, "half_and_half"):
+            self.image_picker.value = HALF_AND_HALF if image == "half_and_half" else image
         else:
             self._add_custom_image(f"file: {image}", load_image(image))
         model = self.session.model(self.model_picker.value)
@@ -252,6 +265,7 @@ class Explorer(widgets.VBox):
             if len(set(self._chosen)) < 2:
                 raise ValueError(f"`classes` needs at least two distinct classes, got {classes!r}.")
             self.class_mode.value = "chosen"
+        self._show_setting(force=True)
         self._recompute()
         self._remember()
 
@@ -270,11 +284,10 @@ class Explorer(widgets.VBox):
 
     # ----- error handling -----------------------------------------------------------------------------------
 
-    _REMEMBERED = (
+    _REMEMBERED_CONTROLS = (
         "image_picker",
         "model_picker",
         "method_picker",
-        "setting_slider",
         "class_mode",
         "top_k_slider",
         "tau_slider",
@@ -284,45 +297,65 @@ class Explorer(widgets.VBox):
         "per_class_box",
         "overlay_box",
     )
+    # The setting slider changes its range with the method and the model's input size: all of it is kept.
+    _SLIDER_TRAITS = ("description", "min", "max", "step", "value")
+    _REMEMBERED_STATE = ("prepared", "classes", "base", "_view", "_labels", "_base_images", "_var_images")
 
     def _remember(self) -> None:
-        self._good = {name: getattr(self, name).value for name in self._REMEMBERED}
-        self._good_chosen = list(self._chosen)
+        """Keep the state after a successful change: what a later failure returns to."""
+        self._good = {name: getattr(self, name).value for name in self._REMEMBERED_CONTROLS}
+        self._good_slider = {trait: getattr(self.setting_slider, trait) for trait in self._SLIDER_TRAITS}
+        self._good_slider_display = self.setting_slider.layout.display
+        self._good_state = {name: getattr(self, name) for name in self._REMEMBERED_STATE}
+        self._good_state.update(chosen=list(self._chosen), rows=self.rows_box.children)
+        self._good_state.update(search_options=self.class_search.options, chosen_options=self.chosen_list.options)
 
     def _restore(self) -> None:
-        self._restoring = True
-        try:
-            for name, value in self._good.items():
-                getattr(self, name).value = value
-            self._chosen = list(self._good_chosen)
-            self._show_setting(self.method_picker.value)
-            self._refresh_chosen_list()
-        finally:
-            self._restoring = False
+        """Put back the controls, the computed maps and the panels of the last good state (observers are muted)."""
+        for name, value in self._good.items():
+            getattr(self, name).value = value
+        with self.setting_slider.hold_trait_notifications():
+            for trait in self._SLIDER_TRAITS:
+                setattr(self.setting_slider, trait, self._good_slider[trait])
+        self.setting_slider.layout.display = self._good_slider_display
+        state = dict(self._good_state)
+        self._chosen = state.pop("chosen")
+        self.rows_box.children = state.pop("rows")
+        self.class_search.options = state.pop("search_options")
+        self.chosen_list.options = state.pop("chosen_options")
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._redraw_all()
 
     def _handler(self, action: Callable[[], None], source: str) -> Callable[..., None]:
         def handle(*_: object) -> None:
-            if self._restoring:
+            # Changes the app makes to its own controls during an action (or a restore) are not new actions.
+            if self._busy:
                 return
+            self._busy = True
             self.status.value = '<span class="var-explore-busy">working…</span>'
             try:
                 action()
+                self._remember()
+                self.last_error = None
+                self.status.value = ""
             # The app is the boundary to the user: any failure (bad file, a method the model cannot run, a failed
             # download) becomes a message in the app, and the last good state is restored.
             except Exception as error:  # noqa: BLE001
                 self._fail(source, error)
-                return
-            self.last_error = None
-            self._remember()
-            self.status.value = ""
+            finally:
+                self._busy = False
 
         return handle
 
     def _fail(self, source: str, error: Exception) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
         self.progress.layout.display = "none"
-        self._restore()
         message = html.escape(self.last_error)
+        try:
+            self._restore()
+        except Exception as restore_error:  # noqa: BLE001
+            message += html.escape(f" (and restoring the previous state failed: {restore_error})")
         self.status.value = (
             f'<div class="var-explore-error" style="color:#b00020">Could not apply the change ({source}): {message} '
             "<br>The previous state is kept.</div>"
@@ -342,63 +375,68 @@ class Explorer(widgets.VBox):
         return half_and_half() if name == HALF_AND_HALF else load_photo(name)
 
     def _on_path(self) -> None:
-        path = Path(self.path_text.value.strip()).expanduser()
-        if not self.path_text.value.strip():
+        text = self.path_text.value.strip()
+        if not text:
             raise ExplorerError("Type the path of an image file first.")
+        path = Path(text).expanduser()
         self._add_custom_image(f"file: {path.name}", load_image(path))
+        self._recompute()
 
     def _on_upload(self) -> None:
         if not self.upload.value:
             return
         upload = self.upload.value[0]
         self._add_custom_image(f"upload: {upload['name']}", _image_from_upload(upload))
+        self._recompute()
 
     def _on_recompute_control(self) -> None:
         if self.model_picker.value != self._good["model_picker"]:
             self._chosen = []
-        self._show_setting(self.method_picker.value)
+        self._show_setting()
         self._recompute()
+
+    def _current_set(self) -> list[int]:
+        """The set to edit: the chosen classes, or the automatic set (editing it starts a chosen set)."""
+        return list(self._chosen) if self.class_mode.value == "chosen" else list(self.classes)
 
     def _on_add_class(self) -> None:
         text = self.class_search.value.strip()
         if not text:
             raise ExplorerError("Type a class name (or index) in the search box first.")
         index = resolve_class(text, self.class_names)
-        # Adding to an automatic set starts a chosen set from it.
-        current = self._chosen if self.class_mode.value == "chosen" else list(self.classes)
+        current = self._current_set()
         if index in current:
             raise ExplorerError(f"{self.class_names[index]!r} is already in the class set.")
         self._chosen = [*current, index]
-        self.class_search.value = ""
-        self._set_mode_quietly("chosen")
+        self.class_mode.value = "chosen"
         self._recompute()
+        self.class_search.value = ""
 
     def _on_remove_classes(self) -> None:
         removed = set(self.chosen_list.value)
-        remaining = [index for index in self._chosen if index not in removed]
+        if not removed:
+            raise ExplorerError("Select the classes to remove in the list first.")
+        remaining = [index for index in self._current_set() if index not in removed]
         if len(remaining) < 2:
             raise ExplorerError(f"A class set needs at least two classes; removing these would leave {len(remaining)}.")
         self._chosen = remaining
+        self.class_mode.value = "chosen"
         self._recompute()
 
-    def _set_mode_quietly(self, mode: str) -> None:
-        self._restoring = True
-        try:
-            self.class_mode.value = mode
-        finally:
-            self._restoring = False
-
-    def _show_setting(self, method: str) -> None:
+    def _show_setting(self, force: bool = False) -> None:
+        """Show the method's main setting, its range fitted to the model's input (reset when the method changes)."""
+        method = self.method_picker.value
         setting = METHOD_SETTINGS.get(method)
         self.setting_slider.layout.display = "flex" if setting else "none"
-        if setting and self.setting_slider.description != setting.label:
-            self._restoring, was_restoring = True, self._restoring
-            try:
-                self.setting_slider.min, self.setting_slider.max = setting.minimum, setting.maximum
-                self.setting_slider.step, self.setting_slider.value = setting.step, setting.default
-                self.setting_slider.description = setting.label
-            finally:
-                self._restoring = was_restoring
+        if setting is None:
+            return
+        size = self.session.model(self.model_picker.value).input_size
+        minimum, maximum, default = setting.range_for(size)
+        if force or (self.setting_slider.description, self.setting_slider.max) != (setting.label, maximum):
+            # Held, so the value is checked against the new range only once all traits are set.
+            with self.setting_slider.hold_trait_notifications():
+                self.setting_slider.min, self.setting_slider.max, self.setting_slider.value = minimum, maximum, default
+                self.setting_slider.step, self.setting_slider.description = setting.step, setting.label
 
     def _method_settings(self) -> dict:
         setting = METHOD_SETTINGS.get(self.method_picker.value)
@@ -431,7 +469,7 @@ class Explorer(widgets.VBox):
         base = self.session.base_maps(model_name, prepared, self.method_picker.value, self._method_settings(), classes)
         self.prepared, self.classes, self.base = prepared, classes, base
         self.class_search.options = self.class_names
-        self._refresh_chosen_list()
+        self.chosen_list.options = [(f"{self.class_names[index]} ({index})", index) for index in classes]
         self._build_rows()
         self._redraw_all()
 
@@ -445,11 +483,6 @@ class Explorer(widgets.VBox):
         self.progress.value, self.progress.description = 1, f"loading {name}"
         self.session.model(name)
         self.progress.layout.display = "none"
-
-    def _refresh_chosen_list(self) -> None:
-        names = self.class_names
-        shown = self._chosen if self.class_mode.value == "chosen" else []
-        self.chosen_list.options = [(f"{names[index]} ({index})", index) for index in shown]
 
     # ----- drawing ------------------------------------------------------------------------------------------
 
@@ -483,21 +516,21 @@ class Explorer(widgets.VBox):
         scales = map_scales(self.base, self.per_class_box.value)
         for image, class_map, scale in zip(self._var_images, self._view.var, scales):
             image.value = map_panel(self.prepared.picture, class_map, scale, self.overlay_box.value)
-        self.winner_image.value = winner_panel(self._view.distribution, settings["tau"])
+        self.winner_image.value = winner_panel(self._view.distribution, self._view.kept_where)
         self._write_labels()
 
     def _write_labels(self) -> None:
         colours = class_colours(len(self.classes))
         names = self.class_names
-        for label, index, kept, won, colour in zip(
-            self._labels, self.classes, self._view.kept.tolist(), self._view.won.tolist(), colours
+        for label, index, kept, kept_pixels, colour in zip(
+            self._labels, self.classes, self._view.kept.tolist(), self._view.kept_pixels.tolist(), colours
         ):
             probability = float(self.prepared.probabilities[index])
-            kept_text = "–" if kept != kept else f"{100 * kept:.0f} %"
+            kept_text = "–" if math.isnan(kept) else f"{100 * kept:.0f} %"
             label.value = (
                 f"<span style='display:inline-block;width:12px;height:12px;background:{hex_colour(colour)}'></span> "
                 f"<b>{html.escape(names[index])}</b> ({index})<br>p = {probability:.3f}<br>"
-                f"VAR keeps {kept_text} of its positive attribution<br>wins {100 * won:.0f} % of the pixels"
+                f"VAR keeps {kept_text} of its positive attribution,<br>on {100 * kept_pixels:.0f} % of the pixels"
             )
         self.legend.value = (
             "<div style='max-width:260px'><b>Winner map</b>: each pixel in the colour of the class with the largest "
@@ -508,7 +541,7 @@ class Explorer(widgets.VBox):
     # ----- numbers ------------------------------------------------------------------------------------------
 
     def summary(self) -> pd.DataFrame:
-        """Per class of the set: index, name, probability, share kept by VAR and share of pixels won.
+        """Per class of the set: index, name, probability, share of attribution and of pixels VAR keeps.
 
         Returns
         -------
@@ -521,7 +554,7 @@ class Explorer(widgets.VBox):
                 "class_name": [self.class_names[index] for index in self.classes],
                 "probability": [float(self.prepared.probabilities[index]) for index in self.classes],
                 "kept_share": self._view.kept.tolist(),
-                "won_share": self._view.won.tolist(),
+                "kept_pixels": self._view.kept_pixels.tolist(),
             }
         )
 
@@ -559,6 +592,6 @@ def explore(
     >>> app = explore(model="fashion_mnist_cnn", method="saliency", top_k=2)
     >>> app.tau_slider.value = 0.1  # re-runs VAR only, from the cached base maps
     >>> list(app.summary().columns)
-    ['class_id', 'class_name', 'probability', 'kept_share', 'won_share']
+    ['class_id', 'class_name', 'probability', 'kept_share', 'kept_pixels']
     """
     return Explorer(model=model, image=image, method=method, classes=classes, **settings)

@@ -17,7 +17,7 @@ from ...viz import display_map, display_scale, overlay_map
 
 #: Side in pixels of every displayed panel.
 PANEL_SIZE = 176
-#: Shade of the pixels where no class wins by more than τ.
+#: Shade of the pixels where VAR keeps no class (no class leads by more than τ).
 NO_WINNER_GREY = 0.3
 
 
@@ -73,20 +73,19 @@ def map_panel(picture: np.ndarray, attribution: torch.Tensor, scale: float, over
     return encode_png(matplotlib.colormaps["jet"](shown)[..., :3])
 
 
-def winner_panel(distribution: torch.Tensor, tau: float) -> bytes:
+def winner_panel(distribution: torch.Tensor, kept_where: torch.Tensor) -> bytes:
     """Which class wins where, and by how much, as a PNG panel.
 
     Each pixel takes the colour of the class with the largest ``M_k``
     (:func:`class_colours`), faded towards white as its lead ``M_k − 1/K``
-    shrinks; pixels where no class leads by more than ``τ`` (VAR keeps nothing
-    there) are dark grey.
+    shrinks; pixels where VAR keeps no class at all are dark grey.
 
     Parameters
     ----------
     distribution : torch.Tensor
-        (K, H, W) class distribution, summing to one over K.
-    tau : float
-        VAR's threshold.
+        (K, H, W) class distribution (averaged over channels), summing to one over K.
+    kept_where : torch.Tensor
+        (K, H, W) bool, where VAR keeps something of each class.
 
     Returns
     -------
@@ -98,5 +97,5 @@ def winner_panel(distribution: torch.Tensor, tau: float) -> bytes:
     strength = ((lead - 1.0 / count) / (1.0 - 1.0 / count)).clamp(0, 1).numpy()[..., None]
     colours = class_colours(count)[winner.numpy()]
     image = strength * colours + (1.0 - strength) * 1.0
-    image[(lead - 1.0 / count <= tau).numpy()] = NO_WINNER_GREY
+    image[~kept_where.any(dim=0).numpy()] = NO_WINNER_GREY
     return encode_png(image)

@@ -55,16 +55,20 @@ class VarView:
         (K, C', H, W) VAR maps.
     distribution : torch.Tensor
         (K, H, W) class distribution ``M`` averaged over channels.
+    kept_where : torch.Tensor
+        (K, H, W) bool: where VAR keeps something of the class (``M_k − 1/K > τ``
+        in at least one channel).
     kept : torch.Tensor
         (K,) share of each class's positive base attribution that VAR keeps.
-    won : torch.Tensor
-        (K,) share of the pixels where the class wins by more than τ.
+    kept_pixels : torch.Tensor
+        (K,) share of the pixels where VAR keeps something of the class.
     """
 
     var: torch.Tensor
     distribution: torch.Tensor
+    kept_where: torch.Tensor
     kept: torch.Tensor
-    won: torch.Tensor
+    kept_pixels: torch.Tensor
 
 
 def refine_view(base: torch.Tensor, settings: Mapping | None = None) -> VarView:
@@ -85,19 +89,17 @@ def refine_view(base: torch.Tensor, settings: Mapping | None = None) -> VarView:
     Examples
     --------
     >>> view = refine_view(torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]]))
-    >>> view.kept.round(decimals=4).tolist(), view.won.tolist()  # each class wins its pixel
+    >>> view.kept.round(decimals=4).tolist(), view.kept_pixels.tolist()  # each class keeps its pixel
     ([1.0, 1.0], [0.5, 0.5])
     """
     settings = check_refine_settings(settings, "settings")
     softmax_settings = {key: settings[key] for key in ("temperature", "use_abs", "normalize")}
     var = refine_all(base, tau=settings["tau"], **softmax_settings)
-    distribution = class_distribution(base, **softmax_settings).mean(dim=1)
-    margin = distribution - 1.0 / base.shape[0]
-    winner = distribution.argmax(dim=0)
-    wins = (margin.amax(dim=0) > settings["tau"]).unsqueeze(0) & (
-        winner.unsqueeze(0) == torch.arange(base.shape[0]).view(-1, 1, 1)
-    )
-    return VarView(var, distribution, kept_share(base, var), wins.flatten(1).double().mean(dim=1))
+    distribution = class_distribution(base, **softmax_settings)
+    # The same test refine_all applies, per channel.
+    kept_where = (distribution - 1.0 / base.shape[0] > settings["tau"]).any(dim=1)
+    kept_pixels = kept_where.flatten(1).double().mean(dim=1)
+    return VarView(var, distribution.mean(dim=1), kept_where, kept_share(base, var), kept_pixels)
 
 
 def _pixels_key(image: np.ndarray) -> str:
