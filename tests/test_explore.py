@@ -299,6 +299,20 @@ def test_occlusion_window_fits_the_model_input(session):
     assert (app.setting_slider.max, app.setting_slider.value) == (224, 56)
 
 
+def test_loading_a_model_shows_progress_and_hides_it_after(session):
+    seen = []
+
+    def loader(name):
+        if name == "fashion_mnist_cnn":  # loaded by the app, once it exists
+            seen.append((name, app.progress.layout.display, app.status.value))
+        return session.model(name)
+
+    app = explore(session=ExplorerSession(loader=loader))
+    app.model_picker.value = "fashion_mnist_cnn"
+    assert seen[-1][0] == "fashion_mnist_cnn" and seen[-1][1] == "flex" and "loading fashion_mnist_cnn" in seen[-1][2]
+    assert app.progress.layout.display == "none" and app.status.value == "" and app.last_error is None
+
+
 def test_a_failed_model_download_keeps_the_model(session, monkeypatch):
     def offline(name):
         raise RuntimeError(f"Could not download the weights of {name!r}")

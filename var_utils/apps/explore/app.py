@@ -170,7 +170,7 @@ class Explorer(widgets.VBox):
         self.path_button = widgets.Button(description="Load file", layout=widgets.Layout(width="90px"))
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.model_picker = widgets.Dropdown(options=list(MODELS), value=model, description="model")
-        self.progress = widgets.IntProgress(min=0, max=3, layout=widgets.Layout(display="none"))
+        self.progress = widgets.IntProgress(min=0, max=3, layout=widgets.Layout(display="none", width="380px"))
         self.method_picker = widgets.Dropdown(options=sorted(METHODS), value=method, description="method")
         self.setting_slider = widgets.IntSlider(description="setting", continuous_update=False)
         self.class_mode = widgets.ToggleButtons(options=["automatic", "chosen"], description="classes")
@@ -267,6 +267,7 @@ class Explorer(widgets.VBox):
             self.class_mode.value = "chosen"
         self._show_setting(force=True)
         self._recompute()
+        self.status.value, self.progress.layout.display = "", "none"
         self._remember()
 
     def _connect(self) -> None:
@@ -339,6 +340,7 @@ class Explorer(widgets.VBox):
                 self._remember()
                 self.last_error = None
                 self.status.value = ""
+                self.progress.layout.display = "none"
             # The app is the boundary to the user: any failure (bad file, a method the model cannot run, a failed
             # download) becomes a message in the app, and the last good state is restored.
             except Exception as error:  # noqa: BLE001
@@ -457,8 +459,10 @@ class Explorer(widgets.VBox):
         return self.session.model(self.model_picker.value).class_names
 
     def _recompute(self) -> None:
-        model_name = self.model_picker.value
-        self._load_model_visibly(model_name)
+        model_name, method = self.model_picker.value, self.method_picker.value
+        loading = not self.session.is_loaded(model_name)
+        self._progress(1, f"loading {model_name}" if loading else "preparing the image")
+        self.session.model(model_name)
         prepared = self.session.prepare(model_name, self._current_image())
         if self.class_mode.value == "chosen":
             if len(self._chosen) < 2:
@@ -466,7 +470,9 @@ class Explorer(widgets.VBox):
             classes = list(self._chosen)
         else:
             classes = self._automatic(prepared)
-        base = self.session.base_maps(model_name, prepared, self.method_picker.value, self._method_settings(), classes)
+        self._progress(2, f"{method}: {len(classes)} maps")
+        base = self.session.base_maps(model_name, prepared, method, self._method_settings(), classes)
+        self._progress(3, "drawing")
         self.prepared, self.classes, self.base = prepared, classes, base
         self.class_search.options = self.class_names
         self.chosen_list.options = [(f"{self.class_names[index]} ({index})", index) for index in classes]
@@ -476,13 +482,11 @@ class Explorer(widgets.VBox):
     def _automatic(self, prepared: PreparedImage) -> list[int]:
         return automatic_class_set(prepared.probabilities, self.top_k_slider.value)
 
-    def _load_model_visibly(self, name: str) -> None:
-        if self.session.is_loaded(name):
-            return
+    def _progress(self, step: int, text: str) -> None:
+        """Show step ``step`` of 3 (model and image, base maps, drawing) in the progress bar and the status line."""
         self.progress.layout.display = "flex"
-        self.progress.value, self.progress.description = 1, f"loading {name}"
-        self.session.model(name)
-        self.progress.layout.display = "none"
+        self.progress.value, self.progress.description = step, f"{step}/3"
+        self.status.value = f'<span class="var-explore-busy">{html.escape(text)}…</span>'
 
     # ----- drawing ------------------------------------------------------------------------------------------
 
