@@ -438,6 +438,7 @@ STATE_METHODS = [
     ("deeplift", {}),
     ("occlusion", {"window": 5, "stride": 5}),
     ("lrp", {}),
+    ("softmax_gradient", {}),
 ]
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -617,6 +618,7 @@ def test_get_method_wraps_every_kind():
         "gradient_rollout",
         "attnlrp",
         "bcos",
+        "softmax_gradient",
     }
     configured = get_method("integrated_gradients", n_steps=16, rule="riemann_left")
     assert isinstance(configured, IntegratedGradients) and configured.n_steps == 16

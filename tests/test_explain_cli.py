@@ -1,16 +1,19 @@
 """Tests of ``python -m var_utils explain``: outputs, failures, class options, resuming and atomic writes.
 
-Independent references: the model's logits through a direct softmax, ``refine_all``
-applied to the stored base maps, the kept share summed by hand with numpy, and the
-file system (output folders, modification times, no temporary files).
+Independent references: the model's logits through a direct softmax, a direct
+``attribute_classes`` call, ``refine_all`` applied to the stored base maps, the kept
+share summed by hand with numpy, ``hashlib`` on the file's bytes, and the file
+system (output folders, modification times, no temporary files).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +27,7 @@ import var_utils
 from var_utils.apps import explain
 from var_utils.apps.cli import main
 from var_utils.apps.explanation import model_input
+from var_utils.datasets.photos import decode_image
 
 GOOD = ("cat.jpg", "Coffee.PNG", "grey.png", "rgba.png", "sub/astronaut.webp")
 BAD = ("corrupt.jpg", "fake.png")
@@ -34,7 +38,13 @@ def _save(photo: str, path: Path, mode: str = "RGB", size: int = 160) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(var_utils.load_photo(photo)).convert(mode)
     image.thumbnail((size, size))
-    image.save(path)
+    image.save(path, format="PNG" if path.suffix.lower() not in (".jpg", ".webp") else None)
+
+
+def _small(path: Path, photo: str = "chelsea") -> Path:
+    """A 40-pixel PNG (whatever the name): enough for the model, fast to explain."""
+    _save(photo, path, size=40)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +93,27 @@ def _refined(base: np.ndarray, **settings) -> np.ndarray:
     return var_utils.refine_all(torch.from_numpy(base), class_dim=0, **settings).numpy()
 
 
+def _lines_of(text: str, path: Path) -> list[str]:
+    """The lines of ``text`` that report on ``path``: ``PATH: ...`` or ``failed: PATH: ...``."""
+    return [line for line in text.splitlines() if line.removeprefix("failed: ").startswith(f"{path}: ")]
+
+
+def _exits_2(capsys, *arguments) -> str:
+    """Run expecting an argparse error; its message."""
+    with pytest.raises(SystemExit) as exit_info:
+        _run(*arguments)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the first run
-def test_failures_are_reported_by_path_and_give_status_1(first_run):
+def test_failures_are_reported_by_path_and_give_status_1(first_run, folders):
     status, stdout, stderr, out = first_run
     assert status == 1
     for name in BAD:
-        assert f"{name}: " in stderr and "not a readable image" in stderr
+        expected = f"ValueError: '{name}' is not a readable image file"
+        for lines in (_lines_of(stderr, folders / "photos" / name), _lines_of(stdout, folders / "photos" / name)):
+            assert len(lines) == 1 and expected in lines[0]
     assert "notes.txt" not in stderr
     assert "5 explained, 0 already done (skipped), 2 failed, 1 non-image file(s) ignored." in stdout
     assert str(out) in stdout and str(out / "explanations.csv") in stdout
@@ -143,6 +168,19 @@ def test_table_rows_probabilities_and_kept_share(first_run, folders, lite0):
             assert float(row["var_max"]) == pytest.approx(float(var[rank].max()))
             settings = (row["model"], row["tau"], row["temperature"], row["normalize"])
             assert settings == ("efficientnet_lite0", "0.01", "0.1", "")
+
+
+def test_stored_base_maps_are_a_direct_attribution_of_the_predicted_classes(first_run, folders, lite0):
+    *_, out = first_run
+    for name in GOOD:
+        inputs = model_input(lite0, var_utils.load_image(folders / "photos" / name))
+        with torch.no_grad():
+            probabilities = torch.softmax(lite0(inputs).double(), dim=1)[0]
+        classes = probabilities.argsort(descending=True)[:3].tolist() + [int(probabilities.argmin())]
+        direct = var_utils.attribute_classes(lite0, inputs, classes, "gradcam")[0].numpy()
+        with np.load(out / "photos" / name / "maps.npz") as maps:
+            assert maps["class_ids"].tolist() == classes
+            np.testing.assert_allclose(maps["gradcam_base"], direct, rtol=0, atol=1e-5)
 
 
 # ------------------------------------------------------------------ exit status, class options
@@ -238,9 +276,6 @@ def test_a_rerun_skips_everything_and_new_settings_recompute(folders, tmp_path, 
 
 
 def test_an_interrupted_run_resumes_only_the_missing_images(folders, tmp_path, capsys, monkeypatch):
-    class Interrupted(Exception):
-        pass
-
     photos, out = folders / "photos", tmp_path / "out"
     images = [photos / name for name in ("cat.jpg", "grey.png", "rgba.png")]
     save_maps, calls = explain._save_maps, []
@@ -248,11 +283,11 @@ def test_an_interrupted_run_resumes_only_the_missing_images(folders, tmp_path, c
     def interrupt_second(path, *arguments):
         calls.append(path)
         if len(calls) == 2:
-            raise Interrupted
+            raise KeyboardInterrupt
         save_maps(path, *arguments)
 
     monkeypatch.setattr(explain, "_save_maps", interrupt_second)
-    with pytest.raises(Interrupted):
+    with pytest.raises(KeyboardInterrupt):
         _run(*images, "--out", out)
     monkeypatch.undo()
     assert (out / "grey.png" / "figure.png").is_file() and not (out / "grey.png" / "record.json").exists()
@@ -275,3 +310,219 @@ def test_outputs_inside_a_searched_folder_are_not_explained_again(folders, tmp_p
     capsys.readouterr()
     assert _run(good, "--out", good / "out", "--format", "png") == 0
     assert "0 explained, 1 already done (skipped), 0 failed, 0 non-image file(s) ignored." in capsys.readouterr().out
+
+
+def test_an_interrupted_recompute_is_not_taken_for_the_old_settings(tmp_path, capsys, monkeypatch):
+    image, out = _small(tmp_path / "a.png"), tmp_path / "out"
+    assert _run(image, "--out", out) == 0
+    figure = out / "a.png" / "figure.png"
+    first_figure = figure.stat().st_mtime_ns
+
+    def interrupt(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explain, "_save_maps", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(image, "--out", out, "--tau", "0.3")
+    monkeypatch.undo()
+    assert figure.stat().st_mtime_ns != first_figure  # the figure of tau 0.3 was written
+    assert not (out / "a.png" / "record.json").exists() and not (out / "explanations.csv").exists()
+    capsys.readouterr()
+    assert _run(image, "--out", out) == 0
+    assert "1 explained, 0 already done (skipped)" in capsys.readouterr().out
+    assert json.loads((out / "a.png" / "record.json").read_text())["fingerprint"]["refine_settings"]["tau"] == 0.01
+    with np.load(out / "a.png" / "maps.npz") as maps:
+        np.testing.assert_allclose(maps["gradcam_var"], _refined(maps["gradcam_base"], tau=0.01), atol=1e-6)
+    assert {row["tau"] for row in _read_csv(out / "explanations.csv")} == {"0.01"}
+
+
+def test_an_image_edited_on_disk_is_recomputed(tmp_path, capsys):
+    image, out = _small(tmp_path / "a.png"), tmp_path / "out"
+    assert _run(image, "--out", out, "--format", "npz") == 0
+    _small(image, "coffee")
+    capsys.readouterr()
+    assert _run(image, "--out", out, "--format", "npz") == 0
+    assert "1 explained, 0 already done (skipped)" in capsys.readouterr().out
+    record = json.loads((out / "a.png" / "record.json").read_text())
+    assert record["source_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+
+
+def test_the_hash_and_the_maps_come_from_one_read_of_the_file(tmp_path, monkeypatch, lite0):
+    image, out = _small(tmp_path / "a.png"), tmp_path / "out"
+    first, rewritten = image.read_bytes(), _small(tmp_path / "b.png", "coffee").read_bytes()
+    read_bytes, reads = Path.read_bytes, []
+
+    def rewritten_after_one_read(path: Path) -> bytes:  # as if another program saved the file meanwhile
+        if path != image:
+            return read_bytes(path)
+        reads.append(path)
+        return first if len(reads) == 1 else rewritten
+
+    monkeypatch.setattr(Path, "read_bytes", rewritten_after_one_read)
+    assert _run(image, "--out", out, "--format", "npz") == 0
+    monkeypatch.undo()
+    assert len(reads) == 1
+    assert json.loads((out / "a.png" / "record.json").read_text())["source_sha256"] == hashlib.sha256(first).hexdigest()
+    with np.load(out / "a.png" / "maps.npz") as maps:
+        base, classes = maps["gradcam_base"], maps["class_ids"].tolist()
+    inputs = model_input(lite0, decode_image(first))
+    np.testing.assert_allclose(base, var_utils.attribute_classes(lite0, inputs, classes, "gradcam")[0], atol=1e-5)
+
+
+def test_a_corrupt_record_is_recomputed(tmp_path, capsys):
+    image, out = _small(tmp_path / "a.png"), tmp_path / "out"
+    assert _run(image, "--out", out, "--format", "npz") == 0
+    record = out / "a.png" / "record.json"
+    for content in ("{", "[]", '{"outputs": [1]}'):
+        record.write_text(content)
+        capsys.readouterr()
+        assert _run(image, "--out", out, "--format", "npz") == 0
+        assert "1 explained, 0 already done (skipped), 0 failed" in capsys.readouterr().out
+        assert json.loads(record.read_text())["outputs"] == ["maps.npz"]
+
+
+def test_outputs_of_other_formats_and_a_stale_table_are_removed(tmp_path, capsys):
+    image, out = _small(tmp_path / "a.png"), tmp_path / "out"
+    table, removed = out / "explanations.csv", f"Removed the stale table {out / 'explanations.csv'}"
+
+    def run(*options) -> str:
+        capsys.readouterr()
+        assert _run(image, "--out", out, "--tau", "0.3", *options) == 0
+        return capsys.readouterr().out
+
+    assert _run(image, "--out", out) == 0  # tau 0.01: figure.png, maps.npz, explanations.csv
+    report = run("--format", "npz")
+    assert {path.name for path in (out / "a.png").iterdir()} == {"maps.npz", "record.json"}
+    assert not table.exists() and removed in report
+    report = run("--format", "npz,csv")  # the table changes no image's outputs: nothing recomputed
+    assert "0 explained, 1 already done (skipped)" in report and removed not in report
+    assert {row["tau"] for row in _read_csv(table)} == {"0.3"}
+    report = run("--format", "npz")  # nothing recomputed: the table still matches the records
+    assert table.is_file() and removed not in report
+    report = run("--format", "png")
+    assert "1 explained" in report and removed in report and not table.exists()
+    assert {path.name for path in (out / "a.png").iterdir()} == {"figure.png", "record.json"}
+    assert not list(out.rglob("*.part"))
+
+
+def test_a_file_reached_twice_is_explained_once(tmp_path, capsys):
+    folder = tmp_path / "img"
+    _small(folder / "ok.png")
+    (folder / "sub").mkdir()
+    again = folder / "sub" / ".." / "ok.png"
+    for paths, expected in (((folder, folder / "ok.png", again), "img/ok.png"), ((again, folder), "ok.png")):
+        out = tmp_path / expected.replace("/", "_")
+        assert _run(*paths, "--out", out, "--format", "npz") == 0
+        assert "1 explained, 0 already done (skipped), 0 failed" in capsys.readouterr().out
+        assert [path.parent.relative_to(out).as_posix() for path in out.rglob("record.json")] == [expected]
+
+
+def test_file_names_that_are_not_utf8_are_shown_escaped(tmp_path, capsys):
+    folder = tmp_path / "in"
+    good, bad = folder / os.fsdecode(b"caf\xe9.png"), folder / os.fsdecode(b"bad\xff.png")
+    try:
+        _small(good)
+        bad.write_text("not an image\n")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system only takes UTF-8 file names")
+    out = tmp_path / "out"
+    assert _run(folder, "--out", out, "--format", "npz,csv") == 1
+    shown_good, shown_bad = f"{folder}{os.sep}caf\\xe9.png", f"{folder}{os.sep}bad\\xff.png"
+    captured = capsys.readouterr()
+    expected = "ValueError: 'bad\\xff.png' is not a readable image file"
+    for lines in (_lines_of(captured.err, shown_bad), _lines_of(captured.out, shown_bad)):
+        assert len(lines) == 1 and expected in lines[0]
+    assert "1 explained, 0 already done (skipped), 1 failed" in captured.out
+    assert [row["image"] for row in _read_csv(out / "explanations.csv")] == [shown_good] * K_AUTO
+    record = json.loads((out / "in" / good.name / "record.json").read_text(encoding="utf-8"))
+    assert {record["image"], *(row["image"] for row in record["rows"])} == {shown_good}
+
+
+def test_any_error_of_one_image_is_reported_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    folder, out = tmp_path / "mixed", tmp_path / "out"
+    for name in ("a.png", "boom.png", "d.png"):
+        _small(folder / name)
+    _save("coffee", folder / "big.png", size=600)  # 600 x 400 pixels: over twice the limit below
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)  # above the model's 224 x 224 crop
+    decode_image = explain.decode_image
+
+    def decode(data: bytes, name: str):
+        if "boom" in name:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nsecond line")
+        return decode_image(data, name)
+
+    monkeypatch.setattr(explain, "decode_image", decode)
+    assert _run(folder, "--out", out, "--format", "npz,csv") == 1
+    captured = capsys.readouterr()
+    boom = "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert _lines_of(captured.err, folder / "boom.png") == [f"{folder / 'boom.png'}: {boom}"]
+    assert _lines_of(captured.out, folder / "boom.png") == [f"failed: {folder / 'boom.png'}: {boom}"]
+    for lines in (_lines_of(captured.err, folder / "big.png"), _lines_of(captured.out, folder / "big.png")):
+        assert len(lines) == 1 and "decompression bomb" in lines[0]
+    assert "2 explained, 0 already done (skipped), 2 failed" in captured.out
+    assert {row["image"] for row in _read_csv(out / "explanations.csv")} == {
+        str(folder / n) for n in ("a.png", "d.png")
+    }
+
+
+# ------------------------------------------------------------------ argparse errors before any image
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the model is loaded."""
+
+    def unexpected(*arguments, **settings):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(explain, "load_model", unexpected)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("photos", "--out", "taken"), "`out` 'taken' must be a folder, but '{root}/taken' exists and is not one."),
+        (("photos", "--out", "taken/sub"), "`out` 'taken/sub' must be a folder, but '{root}/taken' exists"),
+        (("photos", "--out", "."), "'photos' lie(s) in the output folder '.'"),
+        (("photos", "photos/a.png", "--out", "photos"), "'photos', 'photos/a.png' lie(s) in the output folder"),
+        (("notes", "photos/a.png", "--out", "out"), None),  # a file given itself is taken: no error
+        (("notes", "--out", "out"), "No image found in 'notes'"),
+        (("photos", "--out", "out", "--classes", " , "), "`classes` must name at least one item"),
+        (("photos", "--out", "out", "--format", "npz,gif"), "unknown format(s) ['gif']"),
+    ],
+)
+def test_cheap_errors_come_before_the_model_is_loaded(tmp_path, capsys, monkeypatch, no_model, arguments, message):
+    _small(tmp_path / "photos" / "a.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("no image\n")
+    (tmp_path / "taken").write_text("a file\n")
+    monkeypatch.chdir(tmp_path)
+    if message is None:
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _run(*arguments)
+        return
+    assert message.format(root=tmp_path) in _exits_2(capsys, *arguments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_that_cannot_be_loaded_is_an_argparse_error(tmp_path, capsys, monkeypatch):
+    def offline(name):
+        raise RuntimeError(f"The weights of {name} could not be downloaded (no network).")
+
+    monkeypatch.setattr(explain, "load_model", offline)
+    error = _exits_2(capsys, _small(tmp_path / "a.png"), "--out", tmp_path / "out")
+    assert "The weights of efficientnet_lite0 could not be downloaded (no network)." in error
+
+
+def test_top_k_of_all_the_classes_is_an_argparse_error(folders, tmp_path, capsys):
+    error = _exits_2(
+        capsys, folders / "good", "--out", tmp_path / "out", "--model", "fashion_mnist_cnn", "--top-k", "10"
+    )
+    assert "`top_k` must be < 10, the model's number of classes; got 10." in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given", ["explanations.csv", "explanations.csv/a.png"])
+def test_an_output_folder_named_like_the_table_is_an_argparse_error(tmp_path, capsys, given):
+    image = _small(tmp_path / given)
+    path = tmp_path / "explanations.csv" if given.endswith("/a.png") else image
+    error = _exits_2(capsys, path, "--out", tmp_path / "out")
+    assert f"'{image}' would be explained in the output folder '{given}', which clashes with the table" in error

@@ -7,6 +7,7 @@ and docs/method.md#3-base-methods for the Grad-CAM layers of the paper's archite
 
 from __future__ import annotations
 
+import io
 import urllib.error
 
 import numpy as np
@@ -16,7 +17,16 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from var_utils.datasets.photos import PHOTOS, center_square, half_and_half, load_image, load_photo, to_rgb, unit_tensor
+from var_utils.datasets.photos import (
+    PHOTOS,
+    center_square,
+    decode_image,
+    half_and_half,
+    load_image,
+    load_photo,
+    to_rgb,
+    unit_tensor,
+)
 from var_utils.methods import default_gradcam_layer
 from var_utils.models import IMAGENET_MEAN, IMAGENET_STD, MODELS, TORCHVISION_MODELS, Preprocessing, load_model
 
@@ -352,3 +362,52 @@ def test_gradcam_layer_hook_for_custom_models():
     assert default_gradcam_layer(model) is model.body
     with pytest.raises(ValueError, match="layer="):
         default_gradcam_layer(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def _encoded(image: Image.Image, file_format: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=file_format, **options)
+    return buffer.getvalue()
+
+
+def test_decode_image_scales_sixteen_bit_images_instead_of_clipping():
+    wide = Image.new("I;16", (3, 1))
+    wide.putdata([0, 257 * 100, 65535])
+    decoded = decode_image(_encoded(wide))
+    assert decoded[0, :, 0].tolist() == [0, 100, 255] and decoded.shape == (1, 3, 3)
+
+
+def test_decode_image_applies_exif_orientation_and_converts_modes():
+    tall = np.zeros((4, 2, 3), np.uint8)
+    tall[0, 0] = 255  # top-left red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90° clockwise turn
+    decoded = decode_image(_encoded(Image.fromarray(tall), "JPEG", exif=exif, quality=100))
+    assert decoded.shape == (2, 4, 3)
+    assert decode_image(_encoded(Image.new("CMYK", (2, 2), (0, 0, 0, 0)), "JPEG")).shape == (2, 2, 3)
+    palette = Image.new("P", (2, 2), 1)
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    assert decode_image(_encoded(palette))[0, 0].tolist() == [10, 20, 30]
+
+
+def test_decode_image_refuses_bombs_and_garbage_with_a_named_error(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ValueError, match="upload.png is not a readable image file"):
+        decode_image(_encoded(Image.new("RGB", (30, 30))), "upload.png")
+    with pytest.raises(ValueError, match="not a readable image"):
+        decode_image(b"plain text")
+
+
+@pytest.mark.parametrize("shape", [(1, 20000, 3), (20000, 1, 3), (37, 1001, 3)])
+def test_preprocessing_of_very_elongated_images_is_cheap_and_keeps_the_centre(shape):
+    preprocess = Preprocessing(256, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    image = np.zeros(shape, np.uint8)
+    short, long_axis = min(shape[:2]), int(shape[1] > shape[0])
+    middle = shape[long_axis] // 2
+    bright = [slice(None), slice(None)]
+    bright[1 - long_axis] = slice(None)
+    bright[long_axis] = slice(middle - short, middle + short + 1)  # a bright band twice as wide as the crop
+    image[tuple(bright)] = 255
+    out = preprocess(image)
+    assert out.shape == (1, 3, 224, 224)
+    assert out[0, :, 112, 112].tolist() == [1.0, 1.0, 1.0]  # the centre survives the trimming

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from .contrastive import competition_for_pixels, contrast_to_mean
 from .datasets.photos import PHOTOS, half_and_half, load_image, load_photo
 from .engine import MAP_MODES, attribute_classes, base_and_var_maps
 from .explainers import VarExplainer, automatic_class_set, competing_classes
@@ -40,7 +41,9 @@ __all__ = [
     "automatic_class_set",
     "base_and_var_maps",
     "class_distribution",
+    "competition_for_pixels",
     "competing_classes",
+    "contrast_to_mean",
     "evaluate_grid_pointing_game",
     "explore",
     "get_method",

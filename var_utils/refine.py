@@ -32,7 +32,8 @@ REFINE_DEFAULTS = {"tau": DEFAULT_TAU, "temperature": DEFAULT_TEMPERATURE, "use_
 Maps = torch.Tensor | Sequence[torch.Tensor]
 
 
-def _stack_maps(maps: Maps) -> torch.Tensor:
+def stack_maps(maps: Maps) -> torch.Tensor:
+    """K maps as one tensor: a tensor as it is, a list of equally shaped tensors stacked on dim 0."""
     if isinstance(maps, torch.Tensor):
         return maps
     if isinstance(maps, (list, tuple)) and all(isinstance(m, torch.Tensor) for m in maps):
@@ -43,7 +44,8 @@ def _stack_maps(maps: Maps) -> torch.Tensor:
     raise TypeError(f"`maps` must be a tensor or a list of tensors, got {type(maps).__name__}.")
 
 
-def _check_maps(maps: torch.Tensor, class_dim: int) -> int:
+def check_class_maps(maps: torch.Tensor, class_dim: int) -> int:
+    """Check finite floating-point maps with at least two classes on ``class_dim``; return it non-negative."""
     if not maps.is_floating_point():
         raise TypeError(f"`maps` must be a floating-point tensor, got dtype {maps.dtype}.")
     if not -maps.dim() <= class_dim < maps.dim():
@@ -147,8 +149,8 @@ def class_distribution(
     tensor([[0.2689],
             [0.7311]])
     """
-    maps = _stack_maps(maps)
-    class_dim = _check_maps(maps, class_dim)
+    maps = stack_maps(maps)
+    class_dim = check_class_maps(maps, class_dim)
     temperature = check_positive(temperature, "temperature")
     _check_use_abs(use_abs)
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
@@ -191,7 +193,7 @@ def refine_all(
     tensor([[0.9999, 0.0000],
             [0.0000, 0.8992]])
     """
-    maps = _stack_maps(maps)
+    maps = stack_maps(maps)
     tau = _check_tau(tau)
     distribution = class_distribution(
         maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim
@@ -233,7 +235,7 @@ def refine(
     >>> refine(torch.tensor([[1.0, -0.2], [0.1, 0.9]]), 0)
     tensor([0.9999, 0.0000])
     """
-    maps = _stack_maps(maps)
+    maps = stack_maps(maps)
     num_classes = maps.shape[class_dim % maps.dim()] if maps.dim() else 0
     if isinstance(target_index, bool) or not isinstance(target_index, int):
         raise TypeError(f"`target_index` must be an int, got {type(target_index).__name__}.")
@@ -278,7 +280,7 @@ def shared_map(
     >>> shared_map(torch.tensor([[1.0, 0.9], [1.0, 0.1]]))
     tensor([1., 0.])
     """
-    maps = _stack_maps(maps)
+    maps = stack_maps(maps)
     tau = _check_tau(tau)
     distribution = class_distribution(
         maps, temperature=temperature, use_abs=use_abs, normalize=normalize, class_dim=class_dim

@@ -135,6 +135,7 @@ def _add_gpg_parser(commands) -> None:
 
 
 def _explain(arguments: argparse.Namespace) -> int:
+    """Plan (any error there, model loading included, is an argparse error: no image was touched), then run."""
     try:
         plan = plan_explanations(
             arguments.paths,
@@ -147,7 +148,7 @@ def _explain(arguments: argparse.Namespace) -> int:
             n_steps=arguments.n_steps,
             formats=arguments.format,
         )
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError, OSError) as error:
         arguments.error(str(error))
     summary = run_explanations(plan, progress=not arguments.no_progress)
     print(summary.report())
@@ -160,7 +161,8 @@ def _add_explain_parser(commands) -> None:
         help="explain your own image files and folders: base vs VAR maps per image",
         description="Base and VAR maps of image files and folders (searched recursively), one output folder per "
         "image (figure.png, maps.npz, record.json) and explanations.csv. Rerunning with the same settings skips "
-        "the images already done; the exit status is 1 if an image failed.",
+        "the images already done; recomputing an image removes its outputs of other formats and a stale "
+        "explanations.csv. The exit status is 1 if an image failed (the others are still explained).",
     )
     add = parser.add_argument
     formats = ",".join(OUTPUT_FORMATS)

@@ -1,11 +1,14 @@
-"""``python -m var_utils explain``: base and VAR maps of your own image files, one output folder per image.
+r"""``python -m var_utils explain``: base and VAR maps of your own image files, one output folder per image.
 
 :func:`plan_explanations` checks every setting and finds the images (folders are
 searched recursively) before any image is processed; :func:`run_explanations`
 explains them one at a time, and :func:`explain_images` does both. Every file is
 written atomically and an image's ``record.json`` last, so a record means a
 complete image: a rerun with the same settings skips it, and
-``explanations.csv`` is built from the records alone.
+``explanations.csv`` is built from the records alone. Recomputing an image first
+removes its record, its files of formats not chosen this run and the table,
+so no output is left describing other settings. Paths become text with
+undecodable bytes escaped (``bad\xff.png``), in files and messages alike.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_output_path
 from .._validation import check_model, check_positive_int
-from ..datasets.photos import load_image
+from ..datasets.photos import decode_image
 from ..explainers import automatic_class_set
 from ..methods import AttributionMethod, get_method
 from ..models import load_model
@@ -60,8 +63,9 @@ TABLE_COLUMNS = (
     "temperature",
     "normalize",
 )
-#: Version of the record layout; part of the fingerprint, so a new layout recomputes.
-RECORD_FORMAT = 1
+#: Version of the record layout and of how images are read; part of the fingerprint, so a change recomputes.
+#: 2: images decoded by :func:`~var_utils.datasets.photos.decode_image` (EXIF orientation, 16-bit scaled).
+RECORD_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ class ExplainPlan:
         dict
             The record format, the model's name, each method's fingerprint, the
             class option (``top_k`` only for ``"auto"``), the refine settings and
-            the formats.
+            the per-image formats (not ``"csv"``: the table changes no image's
+            outputs, so adding or dropping it recomputes nothing).
         """
         automatic = self.classes == "auto"
         fingerprint = {
@@ -139,7 +144,7 @@ class ExplainPlan:
             "classes": "auto" if automatic else list(self.classes),
             "top_k": self.top_k if automatic else None,
             "refine_settings": dict(self.refine_settings),
-            "formats": list(self.formats),
+            "formats": [name for name in self.formats if name in FORMAT_FILES],
         }
         return json.loads(json.dumps(fingerprint))
 
@@ -157,11 +162,14 @@ class ExplainSummary:
     already_done : list of Path
         Images skipped because a complete record with the same settings exists.
     failed : dict of Path to str
-        Images that could not be explained, and why.
+        Images that could not be explained, and why (``"TypeName: message"``).
     ignored : tuple of Path
         Files found in folders without an image suffix.
     table : Path or None
         ``explanations.csv``, when written.
+    removed_table : Path or None
+        ``explanations.csv``, when this run removed it as stale (an image was
+        recomputed) without writing it again (csv was not among the formats).
     """
 
     out: Path
@@ -170,6 +178,7 @@ class ExplainSummary:
     failed: dict[Path, str] = field(default_factory=dict)
     ignored: tuple[Path, ...] = ()
     table: Path | None = None
+    removed_table: Path | None = None
 
     @property
     def exit_status(self) -> int:
@@ -188,11 +197,50 @@ class ExplainSummary:
             f"{len(self.explained)} explained, {len(self.already_done)} already done (skipped), "
             f"{len(self.failed)} failed, {len(self.ignored)} non-image file(s) ignored."
         ]
-        lines += [f"failed: {path}" for path in self.failed]
-        lines.append(f"Outputs in {self.out}{os.sep} (one folder per image)")
+        # The first line of each reason (torch errors can run over many lines; stderr has them whole).
+        lines += [f"failed: {_display(path)}: {reason.splitlines()[0]}" for path, reason in self.failed.items()]
+        lines.append(f"Outputs in {_display(self.out)}{os.sep} (one folder per image)")
         if self.table is not None:
-            lines.append(f"Table: {self.table}")
+            lines.append(f"Table: {_display(self.table)}")
+        if self.removed_table is not None:
+            lines.append(
+                f"Removed the stale table {_display(self.removed_table)} (add csv to the formats to rebuild it)"
+            )
         return "\n".join(lines)
+
+
+def _display(value: object) -> str:
+    r"""``str(value)`` printable as UTF-8: the bytes of a file name that is not UTF-8 are shown escaped.
+
+    On POSIX a file name's undecodable bytes become lone surrogates in Python
+    strings, which cannot be written as UTF-8 (CSV, JSON, the terminal).
+
+    Parameters
+    ----------
+    value : object
+        A path, an error message, any object.
+
+    Returns
+    -------
+    str
+        The text, each undecodable byte as ``\xNN`` (and any other lone surrogate as ``\udNNN``).
+
+    Examples
+    --------
+    >>> import os
+    >>> print(_display(Path(os.fsdecode(b"photos/caf\xe9.png"))))
+    photos/caf\xe9.png
+    """
+    string = str(value)
+    try:
+        return string.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte stands for
+        return string.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _quoted(*paths: str | Path) -> str:
+    """Paths as quoted, printable text, comma-separated (for messages)."""
+    return ", ".join(f"'{_display(path)}'" for path in paths)
 
 
 def _is_inside(path: Path, folder: Path | None) -> bool:
@@ -215,19 +263,34 @@ def _folder_images(folder: Path, skip: Path | None) -> tuple[list[ImageJob], lis
     return jobs, ignored
 
 
-def _distinct_folders(jobs: Sequence[ImageJob]) -> list[ImageJob]:
-    """The jobs without repeats of one file; raise if two files would share an output folder."""
+def _collect(paths: Sequence[Path], skip: Path | None) -> tuple[list[ImageJob], list[Path]]:
+    """Every image reached from ``paths`` (a file reached twice once: the first visit, by resolved path)."""
+    jobs, ignored = [], []
+    for path in paths:
+        found, other = _folder_images(path, skip) if path.is_dir() else ([ImageJob(path, Path(path.name))], [])
+        jobs += found
+        ignored += other
+    unique: dict[Path, ImageJob] = {}
+    for job in jobs:
+        unique.setdefault(job.path.resolve(), job)
+    return list(unique.values()), ignored
+
+
+def _check_folders(jobs: Sequence[ImageJob]) -> None:
+    """Raise if an output folder would be, or lie in, the table's name, or if two files would share one."""
     by_folder: dict[Path, ImageJob] = {}
     for job in jobs:
-        if job.folder == Path(TABLE_NAME):
-            raise ValueError(f"{str(job.path)!r} would be explained in {TABLE_NAME}/, the name of the table.")
-        other = by_folder.setdefault(job.folder, job)
-        if other is not job and other.path.resolve() != job.path.resolve():
+        if job.folder.parts[0] == TABLE_NAME:
             raise ValueError(
-                f"{str(other.path)!r} and {str(job.path)!r} would both be explained in the output folder "
-                f"{str(job.folder)!r}; rename one or explain them in separate runs."
+                f"{_quoted(job.path)} would be explained in the output folder {_quoted(job.folder)}, "
+                f"which clashes with the table {TABLE_NAME}; rename the file or its folder."
             )
-    return list(by_folder.values())
+        other = by_folder.setdefault(job.folder, job)
+        if other is not job:
+            raise ValueError(
+                f"{_quoted(other.path)} and {_quoted(job.path)} would both be explained in the output folder "
+                f"{_quoted(job.folder)}; rename one or explain them in separate runs."
+            )
 
 
 def find_images(paths: Sequence[str | Path], out: str | Path | None = None) -> tuple[list[ImageJob], list[Path]]:
@@ -237,26 +300,31 @@ def find_images(paths: Sequence[str | Path], out: str | Path | None = None) -> t
     :data:`IMAGE_SUFFIXES` (any case), in sorted order; ``photos/sub/cat.jpg``
     found in ``photos/`` is explained in ``photos/sub/cat.jpg/``. A file given
     itself is always taken, whatever its suffix (a missing one fails when it is
-    read): ``x/y.png`` is explained in ``y.png/``.
+    read): ``x/y.png`` is explained in ``y.png/``. A file reached twice (by
+    resolved path: repeated, through a folder and by name, or through a
+    symbolic link) is explained once, where it is first reached.
 
     Parameters
     ----------
     paths : sequence of str or Path
         Files and folders.
     out : str or Path, optional
-        The output directory: files below it are not searched.
+        The output directory: no path may lie in it, and files below it are not
+        searched (it may lie in a searched folder).
 
     Returns
     -------
     tuple of list of ImageJob and list of Path
-        The images (a file reached twice once) and the ignored files.
+        The images (at least one) and the ignored files.
 
     Raises
     ------
     TypeError
         ``paths`` is not a sequence of paths.
     ValueError
-        ``paths`` is empty, or two files would share an output folder (both are named).
+        ``paths`` is empty; a path lies in ``out`` (named); no image is found
+        (the paths named); an output folder would clash with ``explanations.csv``,
+        or two files would share one (both are named).
 
     Examples
     --------
@@ -265,7 +333,7 @@ def find_images(paths: Sequence[str | Path], out: str | Path | None = None) -> t
     >>> for name in ("photos/b.JPG", "photos/sub/a.png", "photos/notes.txt", "y.gif"):
     ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
     ...     (root / name).touch()
-    >>> jobs, ignored = find_images([root / "photos", root / "y.gif"])
+    >>> jobs, ignored = find_images([root / "photos", root / "y.gif", root / "photos" / "sub" / "a.png"])
     >>> [job.folder.as_posix() for job in jobs], [path.name for path in ignored]
     (['photos/b.JPG', 'photos/sub/a.png', 'y.gif'], ['notes.txt'])
     """
@@ -273,16 +341,17 @@ def find_images(paths: Sequence[str | Path], out: str | Path | None = None) -> t
         raise TypeError(f"`paths` must be a sequence of files and folders, got {type(paths).__name__}.")
     if not paths:
         raise ValueError("`paths` must name at least one file or folder.")
+    paths = [Path(path) for path in paths]
     skip = None if out is None else Path(out).resolve()
-    jobs, ignored = [], []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found, other = _folder_images(path, skip)
-            jobs += found
-            ignored += other
-        else:
-            jobs.append(ImageJob(path, Path(path.name)))
-    return _distinct_folders(jobs), ignored
+    inside = [path for path in paths if _is_inside(path, skip)]
+    if inside:
+        raise ValueError(f"{_quoted(*inside)} lie(s) in the output folder {_quoted(out)}; choose another `out`.")
+    jobs, ignored = _collect(paths, skip)
+    if not jobs:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise ValueError(f"No image found in {_quoted(*paths)} (folders are searched for {suffixes} files).")
+    _check_folders(jobs)
+    return jobs, ignored
 
 
 def _names(value: str | Sequence[str], name: str) -> list[str]:
@@ -305,23 +374,30 @@ def _build_methods(methods: str | Sequence[str], n_steps: int) -> dict[str, Attr
     }
 
 
-def _check_classes(classes: str | Sequence[int | str], model: nn.Module, top_k: int) -> str | tuple[int, ...]:
-    """``"auto"`` (with ``top_k`` below the model's class count) or the resolved class set."""
-    class_names = getattr(model, "class_names", None)
-    if not isinstance(class_names, Sequence):
-        raise TypeError("`model` needs `class_names` (use var_utils.load_model).")
+def _class_option(classes: str | Sequence[int | str], top_k: int) -> str | list[int | str]:
+    """``"auto"`` or the class items, as far as they can be checked without the model."""
     check_positive_int(top_k, "top_k")
     if isinstance(classes, str) and classes.strip().lower() == "auto":
-        if top_k >= len(class_names):
-            raise ValueError(f"`top_k` must be < {len(class_names)}, the model's number of classes; got {top_k}.")
         return "auto"
     items = _names(classes, "classes") if isinstance(classes, str) else classes
     if not isinstance(items, Sequence):
         raise TypeError(f"`classes` must be 'auto' or a sequence of class indices and names, got {classes!r}.")
+    return list(items)
+
+
+def _resolve_class_option(option: str | list[int | str], model: nn.Module, top_k: int) -> str | tuple[int, ...]:
+    """``"auto"`` (with ``top_k`` below the model's class count) or the class set resolved on the model."""
+    class_names = getattr(model, "class_names", None)
+    if not isinstance(class_names, Sequence):
+        raise TypeError("`model` needs `class_names` (use var_utils.load_model).")
+    if option == "auto":
+        if top_k >= len(class_names):
+            raise ValueError(f"`top_k` must be < {len(class_names)}, the model's number of classes; got {top_k}.")
+        return "auto"
     try:
-        return tuple(resolve_classes(items, class_names))
+        return tuple(resolve_classes(option, class_names))
     except ValueError as error:
-        raise ValueError(f"`classes` {classes!r}: {error}") from None
+        raise ValueError(f"`classes` {option!r}: {error}") from None
 
 
 def _check_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -331,6 +407,17 @@ def _check_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"`formats` has unknown format(s) {unknown}; expected some of {list(OUTPUT_FORMATS)}.")
     return tuple(name for name in OUTPUT_FORMATS if name in chosen)
+
+
+def _check_out(out: str | Path) -> Path:
+    """``out`` as a Path, checked to be a folder or creatable as one (no file in the way)."""
+    if not isinstance(out, (str, Path)):
+        raise TypeError(f"`out` must be a str or Path, got {type(out).__name__}.")
+    absolute = Path(os.path.abspath(out))
+    blocking = next(path for path in (absolute, *absolute.parents) if path.exists())
+    if not blocking.is_dir():
+        raise ValueError(f"`out` {_quoted(out)} must be a folder, but {_quoted(blocking)} exists and is not one.")
+    return Path(out)
 
 
 def plan_explanations(
@@ -347,12 +434,16 @@ def plan_explanations(
 ) -> ExplainPlan:
     """Check the settings and find the images, before any image is processed.
 
+    The settings that need no model (formats, methods, refine settings, the
+    class option's form, ``out``) and the images are checked before the model
+    is loaded; the classes and ``top_k`` are then checked against the model.
+
     Parameters
     ----------
     paths : sequence of str or Path
         Image files and folders (see :func:`find_images`).
     out : str or Path
-        Output directory.
+        Output directory: an existing folder or a path where one can be made.
     model : str or nn.Module, default "efficientnet_lite0"
         A name of :data:`var_utils.MODELS`, or a model of :func:`var_utils.load_model`.
     methods : str or sequence of str, default "gradcam"
@@ -378,30 +469,37 @@ def plan_explanations(
     Raises
     ------
     TypeError, ValueError
-        An invalid setting (e.g. an unknown or repeated class, named), or two
-        images with one output folder.
+        An invalid setting (e.g. an unknown or repeated class, named); ``out``
+        is not a folder; or an error of :func:`find_images` (a path in ``out``,
+        no image, clashing output folders).
+    RuntimeError
+        The model's weights could not be downloaded (see :func:`var_utils.load_model`).
     """
-    model = load_model(model) if isinstance(model, str) else check_model(model)
+    formats = _check_formats(formats)
+    configured = _build_methods(methods, n_steps)
+    refine_settings = check_refine_settings(refine_settings)
+    class_option = _class_option(classes, top_k)
+    out = _check_out(out)
     jobs, ignored = find_images(paths, out)
+    model = load_model(model) if isinstance(model, str) else check_model(model)
     return ExplainPlan(
         model=model,
         jobs=tuple(jobs),
         ignored=tuple(ignored),
-        out=Path(out),
-        methods=_build_methods(methods, n_steps),
-        classes=_check_classes(classes, model, top_k),
+        out=out,
+        methods=configured,
+        classes=_resolve_class_option(class_option, model, top_k),
         top_k=top_k,
-        refine_settings=check_refine_settings(refine_settings),
-        formats=_check_formats(formats),
+        refine_settings=refine_settings,
+        formats=formats,
     )
 
 
-def _source_digest(path: Path) -> str | None:
-    """SHA-256 of the file's bytes; None if it cannot be read."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def _read_source(path: Path) -> bytes:
+    """The file's bytes, read once: the same bytes are hashed and decoded."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{_quoted(path)} does not exist or is not a file.")
+    return path.read_bytes()
 
 
 def _read_record(folder: Path) -> dict | None:
@@ -413,15 +511,16 @@ def _read_record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _is_done(folder: Path, fingerprint: dict, digest: str | None) -> bool:
+def _is_done(folder: Path, fingerprint: dict, digest: str) -> bool:
     """Whether the folder holds a complete record of the same image under the same settings."""
     record = _read_record(folder)
-    if record is None or digest is None or not isinstance(record.get("outputs"), list):
+    outputs = None if record is None else record.get("outputs")
+    if not isinstance(outputs, list) or not all(isinstance(name, str) for name in outputs):
         return False
     return (
         record.get("fingerprint") == fingerprint
         and record.get("source_sha256") == digest
-        and all((folder / name).is_file() for name in record["outputs"])
+        and all((folder / name).is_file() for name in outputs)
     )
 
 
@@ -480,7 +579,7 @@ def _table_rows(
     for method, by_mode in maps.items():
         shares = kept_share(by_mode["base"], by_mode["var"])
         for rank, class_id in enumerate(classes):
-            row = {"image": str(image), "method": method, "class_id": class_id}
+            row = {"image": _display(image), "method": method, "class_id": class_id}
             row["class_name"] = plan.model.class_names[class_id]
             row["probability"] = float(probabilities[class_id])
             row["rank"] = rank
@@ -491,12 +590,30 @@ def _table_rows(
     return rows
 
 
+def _remove_replaced(plan: ExplainPlan, folder: Path) -> None:
+    """Before an image's outputs are written: remove its record, its files of formats not chosen, and the table.
+
+    The record goes first, so an interrupted recomputation leaves no record
+    (the next run recomputes); a figure or maps of other settings must not
+    stay beside the new outputs; and ``explanations.csv`` no longer matches the
+    records (:func:`run_explanations` writes it again with the csv format).
+    """
+    (folder / RECORD_NAME).unlink(missing_ok=True)
+    for name, file_name in FORMAT_FILES.items():
+        if name not in plan.formats:
+            (folder / file_name).unlink(missing_ok=True)
+    (plan.out / TABLE_NAME).unlink(missing_ok=True)
+
+
 def explain_image(plan: ExplainPlan, job: ImageJob, fingerprint: dict | None = None) -> bool:
     """Explain one image of a plan into its output folder, unless it is already done.
 
-    The outputs of the plan's formats are written first and ``record.json``
-    (the fingerprint, the source file's SHA-256, the outputs and the table
-    rows) last; an earlier record is removed before any output is replaced.
+    The file is read once; its SHA-256 and the decoded image come from the
+    same bytes. Before anything is written, the image's record, its files of
+    the formats not chosen and the output directory's ``explanations.csv``
+    (stale once a record changes) are removed; then the outputs of the plan's
+    formats are written and ``record.json`` (the fingerprint, the source
+    file's SHA-256, the outputs and the table rows) last.
 
     Parameters
     ----------
@@ -511,29 +628,31 @@ def explain_image(plan: ExplainPlan, job: ImageJob, fingerprint: dict | None = N
     -------
     bool
         True if the image was explained, False if its complete record under
-        the same settings was found (nothing written).
+        the same settings and of the same file content was found (nothing
+        written or removed).
 
     Raises
     ------
     FileNotFoundError, ValueError
-        The file is missing or not a readable image, or a method cannot run on
-        the model.
+        The file is missing or not a readable image (e.g. a decompression
+        bomb), or a method cannot run on the model.
     OSError
-        An output cannot be written.
+        The file or an output cannot be read or written.
     """
     fingerprint = plan.fingerprint() if fingerprint is None else fingerprint
     folder = plan.out / job.folder
-    digest = _source_digest(job.path)
+    data = _read_source(job.path)
+    digest = hashlib.sha256(data).hexdigest()
     if _is_done(folder, fingerprint, digest):
         return False
-    inputs = model_input(plan.model, load_image(job.path))
+    inputs = model_input(plan.model, decode_image(data, _quoted(job.path.name)))
     probabilities = class_probabilities(plan.model, inputs)
     classes = automatic_class_set(probabilities, plan.top_k) if plan.classes == "auto" else list(plan.classes)
     maps = {name: image_maps(plan.model, inputs, classes, m, plan.refine_settings) for name, m in plan.methods.items()}
-    (folder / RECORD_NAME).unlink(missing_ok=True)
+    _remove_replaced(plan, folder)
     outputs = _write_outputs(plan, folder, inputs, classes, probabilities, maps)
     rows = _table_rows(plan, job.path, classes, probabilities, maps)
-    record = {"fingerprint": fingerprint, "image": str(job.path), "source_sha256": digest, "outputs": outputs}
+    record = {"fingerprint": fingerprint, "image": _display(job.path), "source_sha256": digest, "outputs": outputs}
     _write_json(folder / RECORD_NAME, {**record, "rows": rows})
     return True
 
@@ -546,7 +665,7 @@ def _write_table(out: Path, jobs: Sequence[ImageJob]) -> Path:
     for job in jobs:
         record = _read_record(out / job.folder) or {}
         # The path as given in this run (a record may come from a run started elsewhere).
-        writer.writerows({**row, "image": str(job.path)} for row in record.get("rows", []))
+        writer.writerows({**row, "image": _display(job.path)} for row in record.get("rows", []))
     content = text.getvalue().encode("utf-8")
     path = out / TABLE_NAME
     if not path.is_file() or path.read_bytes() != content:
@@ -555,8 +674,34 @@ def _write_table(out: Path, jobs: Sequence[ImageJob]) -> Path:
     return path
 
 
+def _attempt(plan: ExplainPlan, job: ImageJob, fingerprint: dict, summary: ExplainSummary) -> bool:
+    """Explain one image into the summary; False (reported on stderr) if it failed."""
+    # The per-image boundary: whatever goes wrong with one image (an unreadable file, a decompression
+    # bomb, a torch error, a full disk) is reported and the run goes on; KeyboardInterrupt still stops it.
+    try:
+        done_now = explain_image(plan, job, fingerprint)
+    except Exception as error:
+        summary.failed[job.path] = ": ".join(filter(None, (type(error).__name__, _display(error))))
+        tqdm.write(f"{_display(job.path)}: {summary.failed[job.path]}", file=sys.stderr)
+        return False
+    (summary.explained if done_now else summary.already_done).append(job.path)
+    return True
+
+
 def run_explanations(plan: ExplainPlan, *, progress: bool = True) -> ExplainSummary:
     """Explain the plan's images one by one; an image that fails is reported on stderr and skipped.
+
+    Any exception of one image (not ``KeyboardInterrupt``) is caught, reported
+    as ``PATH: TypeName: message`` on stderr and kept in the summary; the
+    other images are still explained.
+
+    ``explanations.csv`` describes the records of the run that wrote it. It is
+    removed as soon as an image is recomputed (its rows would be stale) and,
+    with the csv format, written again at the end from the records of the
+    images explained or already done. A run without csv that recomputes an
+    image therefore leaves no table (the summary says so), rather than a table
+    whose settings contradict the records; one that recomputes nothing leaves
+    it as it is, still matching the records.
 
     Parameters
     ----------
@@ -569,23 +714,19 @@ def run_explanations(plan: ExplainPlan, *, progress: bool = True) -> ExplainSumm
     -------
     ExplainSummary
         Explained, already done, failed and ignored files; ``table`` is
-        ``explanations.csv`` (with the csv format), built from the records of
-        the images explained or already done.
+        ``explanations.csv`` when written, ``removed_table`` when removed and
+        not written again.
     """
     fingerprint = plan.fingerprint()
     summary = ExplainSummary(out=plan.out, ignored=plan.ignored)
-    completed = []
-    for job in tqdm(plan.jobs, desc="explain", unit="image", disable=not progress):
-        try:
-            done_now = explain_image(plan, job, fingerprint)
-        except (OSError, ValueError) as error:
-            summary.failed[job.path] = str(error)
-            tqdm.write(f"{job.path}: {error}", file=sys.stderr)
-            continue
-        (summary.explained if done_now else summary.already_done).append(job.path)
-        completed.append(job)
+    table = plan.out / TABLE_NAME
+    had_table = table.is_file()
+    jobs = tqdm(plan.jobs, desc="explain", unit="image", disable=not progress)
+    completed = [job for job in jobs if _attempt(plan, job, fingerprint, summary)]
     if "csv" in plan.formats:
         summary.table = _write_table(plan.out, completed)
+    elif had_table and not table.exists():
+        summary.removed_table = table
     return summary
 
 

@@ -6,12 +6,13 @@ All functions return RGB ``uint8`` arrays of shape (H, W, 3); a model's
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -135,8 +136,62 @@ def load_photo(name: str) -> np.ndarray:
     return to_rgb(PHOTOS[name](), name)
 
 
+#: PIL modes holding more than 8 bits per pixel (16-bit PNG and TIFF, 32-bit integer and float images).
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _eight_bit_rgb(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image upright (EXIF orientation) as RGB ``uint8``; wide grey modes are scaled, not clipped."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _WIDE_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        # 16-bit files span 0..65535; float and 32-bit ones are scaled by their own maximum.
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else values.max()
+        grey = np.clip(np.round(values / max(top, 1e-12) * 255), 0, 255).astype(np.uint8)
+        return to_rgb(grey)
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode the bytes of an image file into an RGB ``uint8`` array.
+
+    Grey, palette, RGBA and CMYK images become RGB; 16-bit images are scaled to
+    8 bits; EXIF orientation is applied, so phone photos come out upright.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    name : str, default "image"
+        How to name the image in error messages (e.g. its path).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) ``uint8`` RGB image.
+
+    Raises
+    ------
+    ValueError
+        The bytes are not a readable image, or it is too large to decode safely.
+
+    Examples
+    --------
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> Image.new("I;16", (2, 1), 65535).save(buffer, format="PNG")
+    >>> decode_image(buffer.getvalue())[0, 0]
+    array([255, 255, 255], dtype=uint8)
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _eight_bit_rgb(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{name} is not a readable image file ({error}).") from None
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Load an image file as an RGB ``uint8`` array.
+    """Load an image file as an RGB ``uint8`` array (see :func:`decode_image` for the conversions).
 
     Parameters
     ----------
@@ -158,11 +213,7 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`path` {str(path)!r} does not exist or is not a file.")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"`path` {str(path)!r} is not a readable image file ({error}).") from None
+    return decode_image(path.read_bytes(), f"`path` {str(path)!r}")
 
 
 def center_square(image: np.ndarray, size: int) -> np.ndarray:

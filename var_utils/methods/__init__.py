@@ -14,6 +14,7 @@ from .gradcam import GradCAM, default_gradcam_layer
 from .gradient import InputXGradient, Saliency, SmoothGrad
 from .guided import GuidedBackprop, GuidedGradCAM
 from .integrated_gradients import IntegratedGradients
+from .softmax_gradient import SoftmaxGradient
 
 METHODS: dict[str, type[AttributionMethod]] = {
     cls.name: cls
@@ -33,6 +34,7 @@ METHODS: dict[str, type[AttributionMethod]] = {
         GradientRollout,
         AttnLRP,
         BcosContribution,
+        SoftmaxGradient,
     )
 }
 
@@ -114,6 +116,7 @@ __all__ = [
     "Occlusion",
     "Saliency",
     "SmoothGrad",
+    "SoftmaxGradient",
     "attribution_mode",
     "default_gradcam_layer",
     "get_method",

@@ -41,6 +41,27 @@ TORCHVISION_MODELS = (
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
+def _trim_long_side(image: Image.Image) -> Image.Image:
+    """Crop a very elongated image's long side to twice its short side, centred, before resizing.
+
+    The centre crop after resizing keeps at most the short side's length of the
+    long side, and the margin left is far wider than the resampling filter, so
+    the output is the same picture, its crop shifted by less than one output
+    pixel (the integer crop offsets round differently); a 1 x 20000 strip no
+    longer becomes a multi-gigabyte intermediate. Images up to 4:1 are untouched.
+    """
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) <= 4 * short:
+        return image
+    keep = 2 * short
+    if width > height:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize the shorter side, centre-crop, scale to [0, 1] and normalise per channel.
@@ -79,7 +100,7 @@ class Preprocessing:
         """
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
-        pil = Image.fromarray(to_rgb(image))
+        pil = _trim_long_side(Image.fromarray(to_rgb(image)))
         scale = self.resize / min(pil.size)
         pil = pil.resize(
             (max(self.crop, round(pil.width * scale)), max(self.crop, round(pil.height * scale))), Image.BILINEAR

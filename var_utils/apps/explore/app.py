@@ -11,7 +11,6 @@ controls only re-run VAR and the drawing.
 from __future__ import annotations
 
 import html
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +19,8 @@ from pathlib import Path
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
-from ...datasets.photos import PHOTOS, half_and_half, load_image, load_photo
+from ...datasets.photos import PHOTOS, decode_image, half_and_half, load_image, load_photo
 from ...explainers import automatic_class_set
 from ...methods import METHODS
 from ...models import MODELS
@@ -73,14 +71,6 @@ METHOD_SETTINGS = {
 
 class ExplorerError(ValueError):
     """Bad input in the explorer's controls: shown in the app, never raised into the notebook."""
-
-
-def _image_from_upload(upload: dict) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(bytes(upload["content"]))) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ExplorerError(f"The upload {upload.get('name', '')!r} is not a readable image ({error}).") from None
 
 
 def _log_slider(description: str, value: float, bounds: tuple[float, float]) -> widgets.FloatLogSlider:
@@ -388,7 +378,9 @@ class Explorer(widgets.VBox):
         if not self.upload.value:
             return
         upload = self.upload.value[0]
-        self._add_custom_image(f"upload: {upload['name']}", _image_from_upload(upload))
+        self._add_custom_image(
+            f"upload: {upload['name']}", decode_image(bytes(upload["content"]), f"The upload {upload['name']!r}")
+        )
         self._recompute()
 
     def _on_recompute_control(self) -> None:
