@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from var_utils import attribute_classes, competition_for_pixels, contrast_to_mean, refine_all
+from var_utils.methods.contrastive_gradcam import pairwise_contrast_gradients
 from var_utils.methods.softmax_gradient import SoftmaxGradient, softmax_gradients
 
 
@@ -103,3 +105,90 @@ def test_softmax_gradient_refuses_a_single_class_and_bad_settings(plain_cnn, sma
         attribute_classes(plain_cnn, small_images, [1], "softmax_gradient")
     with pytest.raises(TypeError, match="multiply_by_inputs"):
         SoftmaxGradient(multiply_by_inputs="yes")
+
+
+# ----- contrastive Grad-CAM ------------------------------------------------------------------------------------
+
+
+def _hand_contrastive_gradcam(model: nn.Module, image: torch.Tensor, classes: list[int], target: int) -> torch.Tensor:
+    """Autograd of the explicit loss mean_Q CE({y_t, y_Q}, Q), then Grad-CAM written out."""
+    captured = {}
+    handle = model.relu2.register_forward_hook(lambda _m, _i, output: captured.update(a=output))
+    logits = model(image.unsqueeze(0))[0]
+    handle.remove()
+    losses = [
+        F.cross_entropy(torch.stack([logits[target], logits[q]]).unsqueeze(0), torch.tensor([1]))
+        for q in classes
+        if q != target
+    ]
+    (gradient,) = torch.autograd.grad(torch.stack(losses).mean(), captured["a"])
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * captured["a"]).sum(dim=1, keepdim=True).clamp(min=0)
+    return F.interpolate(cam, size=image.shape[1:], mode="bilinear")[0].detach()
+
+
+def test_contrastive_gradcam_equals_grad_cam_of_the_pairwise_contrast_loss(plain_cnn, small_images):
+    classes = [3, 0, 4]
+    maps = attribute_classes(plain_cnn, small_images, classes, "contrastive_gradcam", layer="relu2")
+    assert maps.shape == (2, 3, 1, 10, 10)
+    for n in range(2):
+        for k, target in enumerate(classes):
+            expected = _hand_contrastive_gradcam(plain_cnn, small_images[n], classes, target)
+            torch.testing.assert_close(maps[n, k], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_pairwise_contrast_of_two_classes_is_the_logit_difference_gradient():
+    gradients = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    logits = torch.randn(3, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    contrast = pairwise_contrast_gradients(gradients, logits)
+    weight = torch.sigmoid(logits[:, 0] - logits[:, 1]).view(3, 1)
+    torch.testing.assert_close(contrast[:, 0], weight * (gradients[:, 0] - gradients[:, 1]))
+    torch.testing.assert_close(contrast[:, 1], (1 - weight) * (gradients[:, 1] - gradients[:, 0]))
+
+
+# ----- CLRP and SGLRP --------------------------------------------------------------------------------------------
+
+
+def _zennit_relevance(model: nn.Module, image: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """One zennit LRP pass (the package's default rules) from a hand-built initial relevance vector."""
+    from zennit.attribution import Gradient
+
+    from var_utils.methods.batched import default_lrp_composite
+
+    with Gradient(model=model, composite=default_lrp_composite(model)) as attributor:
+        _, relevance = attributor(image.unsqueeze(0).clone().requires_grad_(True), initial.unsqueeze(0))
+    return relevance[0].detach().double()
+
+
+@pytest.mark.parametrize("method", ["clrp", "sglrp"])
+def test_contrastive_lrp_against_a_manual_zennit_computation(plain_cnn, small_images, method):
+    classes = [1, 4, 2]
+    maps = attribute_classes(plain_cnn, small_images, classes, method)
+    assert maps.shape == (2, 3, 3, 10, 10)
+    for n in range(2):
+        logits = plain_cnn(small_images[n : n + 1]).detach()[0]
+        p = torch.softmax(logits[classes], dim=0)
+        for k, target in enumerate(classes):
+            others = [c for c in classes if c != target]
+            first, second = torch.zeros(5), torch.zeros(5)
+            if method == "clrp":
+                first[target] = logits[target]
+                second[others] = logits[others]
+            else:
+                first[target] = p[k] * (1 - p[k])
+                second[others] = p[k] * p[[classes.index(c) for c in others]]
+            r_first = _zennit_relevance(plain_cnn, small_images[n], first).numpy()
+            r_second = _zennit_relevance(plain_cnn, small_images[n], second).numpy()
+            if method == "clrp":
+                expected = np.maximum(0, r_first / abs(r_first.sum()) - r_second / abs(r_second.sum()))
+            else:
+                expected = r_first - r_second * r_first.sum() / r_second.sum()
+            np.testing.assert_allclose(maps[n, k].double().numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["contrastive_gradcam", "clrp", "sglrp"])
+def test_set_methods_give_k_maps_and_refuse_single_classes(plain_cnn, small_images, method):
+    settings = {"layer": "relu2"} if method == "contrastive_gradcam" else {}
+    assert attribute_classes(plain_cnn, small_images, [0, 1, 2, 3], method, **settings).shape[1] == 4
+    with pytest.raises(ValueError, match="at least two"):
+        attribute_classes(plain_cnn, small_images, [2], method, **settings)

@@ -439,6 +439,9 @@ STATE_METHODS = [
     ("occlusion", {"window": 5, "stride": 5}),
     ("lrp", {}),
     ("softmax_gradient", {}),
+    ("contrastive_gradcam", {"layer": "conv2"}),
+    ("clrp", {}),
+    ("sglrp", {}),
 ]
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -619,6 +622,9 @@ def test_get_method_wraps_every_kind():
         "attnlrp",
         "bcos",
         "softmax_gradient",
+        "contrastive_gradcam",
+        "clrp",
+        "sglrp",
     }
     configured = get_method("integrated_gradients", n_steps=16, rule="riemann_left")
     assert isinstance(configured, IntegratedGradients) and configured.n_steps == 16

@@ -10,6 +10,8 @@ from .attnlrp import AttnLRP
 from .base import AttributionMethod
 from .batched import LRP, CallableMethod, CaptumMethod, DeepLift, Occlusion
 from .bcos import BcosContribution
+from .contrastive_gradcam import ContrastiveGradCAM
+from .contrastive_lrp import CLRP, SGLRP
 from .gradcam import GradCAM, default_gradcam_layer
 from .gradient import InputXGradient, Saliency, SmoothGrad
 from .guided import GuidedBackprop, GuidedGradCAM
@@ -35,6 +37,9 @@ METHODS: dict[str, type[AttributionMethod]] = {
         AttnLRP,
         BcosContribution,
         SoftmaxGradient,
+        ContrastiveGradCAM,
+        CLRP,
+        SGLRP,
     )
 }
 
@@ -103,8 +108,10 @@ __all__ = [
     "AttnLRP",
     "AttributionMethod",
     "BcosContribution",
+    "CLRP",
     "CallableMethod",
     "CaptumMethod",
+    "ContrastiveGradCAM",
     "DeepLift",
     "GradCAM",
     "GradientRollout",
@@ -114,6 +121,7 @@ __all__ = [
     "IntegratedGradients",
     "LRP",
     "Occlusion",
+    "SGLRP",
     "Saliency",
     "SmoothGrad",
     "SoftmaxGradient",

@@ -217,11 +217,28 @@ class GradCAM(AttributionMethod):
         """``{"layer": ..., "relu": ...}``: see :meth:`AttributionMethod.settings`."""
         return {"layer": self.layer, "relu": self.relu}
 
+    def class_weights_gradients(self, gradients: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The gradients whose spatial means weight the channels: the K logits' own (subclasses contrast them).
+
+        Parameters
+        ----------
+        gradients : torch.Tensor
+            (N, K, C, h, w) gradients of the K selected logits with respect to the layer.
+        logits : torch.Tensor
+            (N, K) the selected logits.
+
+        Returns
+        -------
+        torch.Tensor
+            (N, K, C, h, w) gradients, here ``gradients`` unchanged.
+        """
+        return gradients
+
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Grad-CAM maps (N, K, 1, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         layer = resolve_layer(model, self.layer)
         activations, selected = layer_activations_and_logits(model, layer, inputs, classes)
-        gradients = class_gradients(selected, activations)
+        gradients = self.class_weights_gradients(class_gradients(selected, activations), selected.detach())
         if activations.dim() == 3:
             grid = patch_grid(model, activations.shape[1])
             activations, gradients = tokens_to_grid(activations, grid), tokens_to_grid(gradients, grid)
