@@ -186,7 +186,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return _eight_bit_rgb(image)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:
+        raise ValueError(f"{name} is not a readable image file (no image format recognised).") from None
+    except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"{name} is not a readable image file ({error}).") from None
 
 
