@@ -346,6 +346,20 @@ def test_constructor_arguments_are_checked():
         explore(method="magic")
     with pytest.raises(ValueError, match="not a class name"):
         explore(classes=["tabby", "not a class"])
+    with pytest.raises(ValueError, match="`top_k` must be an int in 1..9"):
+        explore(top_k=0)
+    with pytest.raises(ValueError, match=r"`tau` must lie in \[0.0001, 0.5\]"):
+        explore(tau=0.9)
+    with pytest.raises(ValueError, match="`temperature`"):
+        explore(temperature=0.0)
+    with pytest.raises(TypeError, match="`tau` must be a real number"):
+        explore(tau="0.1")
+    with pytest.raises(TypeError, match="`use_abs`"):
+        explore(use_abs=1)
+    with pytest.raises(ValueError, match="`cache_size`"):
+        ExplorerSession(cache_size=0)
+    with pytest.raises(TypeError, match="`loader`"):
+        ExplorerSession(loader="resnet50")
 
 
 def test_adding_to_the_automatic_set_keeps_it(app):

@@ -24,7 +24,7 @@ from ...datasets.photos import PHOTOS, decode_image, half_and_half, load_image, 
 from ...explainers import automatic_class_set
 from ...methods import METHODS
 from ...models import MODELS
-from ...refine import DEFAULT_TAU, DEFAULT_TEMPERATURE
+from ...refine import DEFAULT_TAU, DEFAULT_TEMPERATURE, check_refine_settings
 from ..explanation import resolve_class
 from .render import class_colours, encode_png, hex_colour, map_panel, map_scales, winner_panel
 from .session import ExplorerSession, PreparedImage, VarView, refine_view
@@ -32,6 +32,7 @@ from .session import ExplorerSession, PreparedImage, VarView, refine_view
 #: The half-and-half image (cat left, espresso right) offered beside the photos.
 HALF_AND_HALF = "half_and_half (chelsea | coffee)"
 TAU_RANGE = (1e-4, 0.5)
+TOP_K_MAX = 9
 TEMPERATURE_RANGE = (1e-3, 10.0)
 PANEL_WIDTH = "176px"
 
@@ -74,9 +75,8 @@ class ExplorerError(ValueError):
 
 
 def _log_slider(description: str, value: float, bounds: tuple[float, float]) -> widgets.FloatLogSlider:
-    clipped = float(np.clip(value, *bounds))
     return widgets.FloatLogSlider(
-        value=clipped,
+        value=float(value),
         base=10,
         min=np.log10(bounds[0]),
         max=np.log10(bounds[1]),
@@ -105,7 +105,7 @@ class Explorer(widgets.VBox):
         Size of the automatic set minus one.
     tau, temperature : float
         VAR's τ (0.01) and softmax temperature (0.1); the sliders span
-        [1e-4, 0.5] and [1e-3, 10].
+        [1e-4, 0.5] and [1e-3, 10]; values outside are refused (ValueError).
     normalize : {None, "joint"}, default None
         VAR's scaling before the softmax.
     use_abs : bool, default True
@@ -154,7 +154,7 @@ class Explorer(widgets.VBox):
     # ----- construction -------------------------------------------------------------------------------------
 
     def _build_controls(self, model, method, top_k, tau, temperature, normalize, use_abs) -> None:
-        self._check_start(model, method, normalize)
+        self._check_start(model, method, top_k, tau, temperature, normalize, use_abs)
         self.image_picker = widgets.Dropdown(options=[*PHOTOS, HALF_AND_HALF], description="image")
         self.path_text = widgets.Text(placeholder="path/to/image.jpg", description="file")
         self.path_button = widgets.Button(description="Load file", layout=widgets.Layout(width="90px"))
@@ -164,7 +164,9 @@ class Explorer(widgets.VBox):
         self.method_picker = widgets.Dropdown(options=sorted(METHODS), value=method, description="method")
         self.setting_slider = widgets.IntSlider(description="setting", continuous_update=False)
         self.class_mode = widgets.ToggleButtons(options=["automatic", "chosen"], description="classes")
-        self.top_k_slider = widgets.IntSlider(value=top_k, min=1, max=9, description="top-k", continuous_update=False)
+        self.top_k_slider = widgets.IntSlider(
+            value=top_k, min=1, max=TOP_K_MAX, description="top-k", continuous_update=False
+        )
         self.class_search = widgets.Combobox(placeholder="type a class name or index", description="search")
         self.add_button = widgets.Button(description="Add class", layout=widgets.Layout(width="90px"))
         self.chosen_list = widgets.SelectMultiple(description="chosen", rows=5)
@@ -188,13 +190,18 @@ class Explorer(widgets.VBox):
         )
 
     @staticmethod
-    def _check_start(model: str, method: str, normalize: str | None) -> None:
+    def _check_start(model, method, top_k, tau, temperature, normalize, use_abs) -> None:
+        """Refuse starting values the controls cannot show (sliders would silently clip them)."""
         if model not in MODELS:
             raise ValueError(f"Unknown `model` {model!r}; expected one of {list(MODELS)}.")
         if method not in METHODS:
             raise ValueError(f"Unknown `method` {method!r}; expected one of {sorted(METHODS)}.")
-        if normalize not in (None, "joint"):
-            raise ValueError(f"`normalize` must be None or 'joint', got {normalize!r}.")
+        check_refine_settings({"tau": tau, "temperature": temperature, "use_abs": use_abs, "normalize": normalize})
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= TOP_K_MAX:
+            raise ValueError(f"`top_k` must be an int in 1..{TOP_K_MAX}, got {top_k!r}.")
+        for name, value, (low, high) in (("tau", tau, TAU_RANGE), ("temperature", temperature, TEMPERATURE_RANGE)):
+            if not low <= value <= high:
+                raise ValueError(f"`{name}` must lie in [{low:g}, {high:g}] (the slider's range), got {value!r}.")
 
     def _controls_box(self) -> widgets.VBox:
         heading = widgets.HTML

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..._validation import check_positive_int
 from ...engine import attribute_classes
 from ...models import load_model
 from ...refine import check_refine_settings, class_distribution, refine_all
@@ -150,6 +151,9 @@ class ExplorerSession:
     """
 
     def __init__(self, cache_size: int = 16, loader: Callable[[str], nn.Module] = load_model) -> None:
+        check_positive_int(cache_size, "cache_size")
+        if not callable(loader):
+            raise TypeError(f"`loader` must be a callable name -> model, got {type(loader).__name__}.")
         self._loader = loader
         self._models: dict[str, nn.Module] = {}
         self._images = _LastUsed(cache_size)
