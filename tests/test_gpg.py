@@ -174,7 +174,9 @@ def test_base_maps_are_computed_once_per_batch_and_method():
     "metric_settings, base_scores",
     [
         # Mean of the positive values (1 on 16 pixels, 0.5 on 48) is 0.625: only the cell survives.
-        ({}, {"precision": 1.0, "recall": 1.0, "f1": 1.0, "iou": 1.0, "pointing": 1.0}),
+        ({"binarization": "mean"}, {"precision": 1.0, "recall": 1.0, "f1": 1.0, "iou": 1.0, "pointing": 1.0}),
+        # The default keeps every positive pixel: all 64, 16 of them in the cell.
+        ({}, {"precision": 0.25, "recall": 1.0, "f1": 0.4, "iou": 0.25, "pointing": 1.0}),
         # 0.4 * max keeps every pixel: 16 of 64 in the cell.
         (
             {"binarization": "max", "max_fraction": 0.4},

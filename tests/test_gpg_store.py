@@ -65,7 +65,7 @@ def test_settings_file_records_an_explicit_fingerprint(tmp_path):
         "source": {"source": "test", "seed": 0},
         "modes": ["base", "var"],
         "refine_settings": {"tau": 0.01, "temperature": 0.1, "use_abs": True, "normalize": None},
-        "metric_settings": {"binarization": "mean", "top_fraction": 0.25, "max_fraction": 0.5},
+        "metric_settings": {"binarization": "positive", "top_fraction": 0.25, "max_fraction": 0.5},
         "methods": {
             "gradcam": {"method": "gradcam", "settings": {"layer": None, "relu": False}},
             "ig": {

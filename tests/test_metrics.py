@@ -199,6 +199,7 @@ def test_pointing_differs_from_quantus_on_maps_without_positive_values(dummy_mod
 BINARIZE_CASES = [
     # (map, method, keyword arguments, expected binary map)
     # positive values 4, 2, 1, 3, 6 have mean 3.2
+    ([[4, 2, 1, -3], [0, 3, 6, 0]], "positive", {}, [[1, 1, 1, 0], [0, 1, 1, 0]]),
     ([[4, 2, 1, -3], [0, 3, 6, 0]], "mean", {}, [[1, 0, 0, 0], [0, 0, 1, 0]]),
     ([[4, 2, 1, -3], [0, 3, 6, 0]], "top", {"top_fraction": 0.5}, [[1, 1, 0, 0], [0, 1, 1, 0]]),
     ([[4, 2, 1, -3], [0, 3, 6, 0]], "top", {}, [[1, 0, 0, 0], [0, 0, 1, 0]]),
@@ -207,9 +208,12 @@ BINARIZE_CASES = [
     ([[1, 1], [1, 0]], "top", {"top_fraction": 0.25}, [[1, 1], [1, 0]]),  # ties at the cut are kept
     ([[0.1] * 7] * 3, "mean", {}, [[1] * 7] * 3),  # equal values: rounding must not empty the map
     ([[-1, -2], [0, -4]], "mean", {}, [[0, 0], [0, 0]]),
+    ([[-1, -2], [0, -4]], "positive", {}, [[0, 0], [0, 0]]),
+    ([[1e-30, 0], [-1e-30, 0]], "positive", {}, [[1, 0], [0, 0]]),  # any positive value counts
     ([[-1, -2], [0, -4]], "top", {"top_fraction": 1.0}, [[0, 0], [0, 0]]),  # non-positive never kept
     ([[-1, -2], [0, -4]], "max", {}, [[0, 0], [0, 0]]),
     ([[[3, 1], [2, 0]], [[-3, 0], [0, 0]]], "mean", {}, [[0, 0], [1, 0]]),  # channel sum [[0,1],[2,0]]
+    ([[[3, 1], [2, 0]], [[-3, 0], [0, 0]]], "positive", {}, [[0, 1], [1, 0]]),
 ]
 
 
@@ -223,7 +227,9 @@ def test_binarize_hand_examples(attribution, method, kwargs, expected):
 def numpy_binarize(attribution: np.ndarray, method: str) -> np.ndarray:
     """Written from the documented definitions with numpy (defaults: top 25 %, half the maximum)."""
     summed = attribution.astype(np.float64).sum(axis=0)
-    if method == "mean":
+    if method == "positive":
+        threshold = 0.0
+    elif method == "mean":
         threshold = summed[summed > 0].mean()
     elif method == "top":
         threshold = np.sort(summed.ravel())[::-1][round(0.25 * summed.size) - 1]
@@ -233,7 +239,7 @@ def numpy_binarize(attribution: np.ndarray, method: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("method", ["mean", "top", "max"])
+@pytest.mark.parametrize("method", ["positive", "mean", "top", "max"])
 def test_binarize_matches_numpy_reference(seed, method):
     maps = random_maps(seed)
     expected = np.stack([numpy_binarize(m, method) for m in maps])
@@ -243,7 +249,7 @@ def test_binarize_matches_numpy_reference(seed, method):
 
 # ---------------------------------------------------------------- precision / recall / F1 / IoU
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("method", ["mean", "top", "max"])
+@pytest.mark.parametrize("method", ["positive", "mean", "top", "max"])
 @pytest.mark.parametrize("grid", [(2, 2), (4, 4)])
 def test_overlap_scores_match_sklearn(seed, method, grid):
     maps = random_maps(seed)
@@ -279,6 +285,10 @@ def test_localisation_scores_hand_example():
     # Kept: the top-left cell (8, 4, 4, 4) and the top-right cell (2 each): 8 pixels, 4 in the target.
     assert scores == pytest.approx(
         {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "iou": 0.5, "region_attribution": 20 / 32, "pointing": 1.0}
+    )
+    scores = localisation_scores(attribution, 2)  # default "positive": all 12 pixels of the three positive cells
+    assert scores == pytest.approx(
+        {"precision": 4 / 12, "recall": 1.0, "f1": 0.5, "iou": 4 / 12, "region_attribution": 4 / 32, "pointing": 0.0}
     )
 
 

@@ -88,6 +88,27 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def _heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a markdown file's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_links_to_sections_of_the_method_document_resolve():
+    anchors = _heading_anchors((ROOT / "docs" / "method.md").read_text(encoding="utf-8"))
+    sources = [ROOT / "README.md", ROOT / "docs" / "method.md", *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    links = {
+        (source.name, anchor)
+        for source in sources
+        for anchor in re.findall(r"method\.md#([\w\-]+)", source.read_text(encoding="utf-8"))
+    }
+    links |= {
+        ("method.md", anchor) for anchor in re.findall(r"\]\(#([\w\-]+)\)", (ROOT / "docs" / "method.md").read_text())
+    }
+    assert len(links) > 10
+    assert sorted(link for link in links if link[1] not in anchors) == []
+
+
 def test_wheel_holds_the_package_and_its_weights(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("cnn", "vit", "bcos"):

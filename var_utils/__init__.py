@@ -14,7 +14,7 @@ import importlib
 
 from .contrastive import competition_for_pixels, contrast_to_mean
 from .datasets.photos import PHOTOS, half_and_half, load_image, load_photo
-from .engine import MAP_MODES, attribute_classes, base_and_var_maps
+from .engine import MAP_MODES, MODES, attribute_classes, base_and_var_maps, derive_maps
 from .explainers import VarExplainer, automatic_class_set, competing_classes
 from .methods import METHODS, AttributionMethod, get_method
 from .models import MODELS, load_model
@@ -31,6 +31,7 @@ _LAZY = {
 __all__ = [
     "MAP_MODES",
     "METHODS",
+    "MODES",
     "MODELS",
     "PHOTOS",
     "AttributionMethod",
@@ -44,6 +45,7 @@ __all__ = [
     "competition_for_pixels",
     "competing_classes",
     "contrast_to_mean",
+    "derive_maps",
     "evaluate_grid_pointing_game",
     "explore",
     "get_method",

@@ -14,11 +14,17 @@ from torch import nn
 
 from ._model_state import attribution_mode
 from ._validation import check_channels, check_choice, check_class_set, check_fixed_size, check_images, check_model
+from .contrastive import competition_for_pixels, contrast_to_mean
 from .methods import AttributionMethod, get_method
 from .refine import check_refine_settings, refine_all
 
 #: The two kinds of map every evaluation compares: the base method's and VAR's.
 MAP_MODES = ("base", "var")
+#: Every kind of map derived from the K base maps of a set (``docs/method.md``, section 13):
+#: the maps themselves, VAR with the given refine settings, VAR with ``normalize="joint"``,
+#: CGI's competition for pixels and the contrast to the mean of the other classes.
+MODES = (*MAP_MODES, "var_joint", "cgi", "contrast_mean")
+_SET_FUNCTIONS = {"cgi": competition_for_pixels, "contrast_mean": contrast_to_mean}
 
 
 def class_matrix(classes: Sequence[int] | torch.Tensor, num_images: int, name: str = "classes") -> torch.Tensor:
@@ -133,6 +139,18 @@ def _check_n_classes(n_classes: object, base: torch.Tensor) -> None:
         raise ValueError(f"`n_classes` must lie in 1..{base.shape[1]} (the classes per row), got {n_classes.tolist()}.")
 
 
+def _per_class_count(base: torch.Tensor, n_classes: torch.Tensor | None, compete: Callable) -> torch.Tensor:
+    """``compete`` (maps (M, k, ...) -> maps) on each row's first ``n_classes`` columns of (N, K, ...) ``base``."""
+    if n_classes is None:
+        return compete(base)
+    _check_n_classes(n_classes, base)
+    derived = base.clone()
+    for count in set(n_classes.tolist()) - {1}:
+        rows = (n_classes == count).to(base.device)
+        derived[rows, :count] = compete(base[rows, :count])
+    return derived
+
+
 def var_from_base(
     base: torch.Tensor, refine_settings: Mapping | None = None, *, n_classes: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -164,14 +182,77 @@ def var_from_base(
              [5.0000]]])
     """
     settings = check_refine_settings(refine_settings)
-    if n_classes is None:
-        return refine_all(base, class_dim=1, **settings)
-    _check_n_classes(n_classes, base)
-    refined = base.clone()
-    for count in set(n_classes.tolist()) - {1}:
-        rows = (n_classes == count).to(base.device)
-        refined[rows, :count] = refine_all(base[rows, :count], class_dim=1, **settings)
-    return refined
+    return _per_class_count(base, n_classes, lambda maps: refine_all(maps, class_dim=1, **settings))
+
+
+def derive_maps(
+    base: torch.Tensor, mode: str, refine_settings: Mapping | None = None, *, n_classes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The maps of one of :data:`MODES` from base maps (N, K, C', H, W).
+
+    Parameters
+    ----------
+    base : torch.Tensor
+        Base maps (N, K, C', H, W), e.g. of :func:`attribute_classes`.
+    mode : str
+        ``"base"`` (``base`` itself), ``"var"`` (:func:`var_from_base` with
+        ``refine_settings``), ``"var_joint"`` (the same with
+        ``normalize="joint"``), ``"cgi"``
+        (:func:`var_utils.competition_for_pixels`) or ``"contrast_mean"``
+        (:func:`var_utils.contrast_to_mean`).
+    refine_settings : dict, optional
+        VAR's settings, see :func:`var_utils.refine_all` (used by the VAR modes).
+    n_classes : torch.Tensor, optional
+        (N,) classes that really compete per row, see :func:`var_from_base`;
+        every mode leaves the padding columns and single-class rows as they are.
+
+    Returns
+    -------
+    torch.Tensor
+        The derived maps, shape of ``base``.
+
+    Examples
+    --------
+    >>> base = torch.tensor([[[3.0], [1.0]]])
+    >>> derive_maps(base, "contrast_mean").flatten().tolist()
+    [2.0, -2.0]
+    """
+    check_choice(mode, "mode", MODES)
+    settings = check_refine_settings(refine_settings)
+    if mode == "base":
+        return base
+    if mode in ("var", "var_joint"):
+        settings = {**settings, "normalize": "joint"} if mode == "var_joint" else settings
+        return var_from_base(base, settings, n_classes=n_classes)
+    compete = _SET_FUNCTIONS[mode]
+    return _per_class_count(base, n_classes, lambda maps: compete(maps, class_dim=1))
+
+
+def check_modes(modes: object) -> tuple[str, ...]:
+    """``modes`` as a tuple after checking it is a non-empty sequence of distinct names of :data:`MODES`.
+
+    Parameters
+    ----------
+    modes : sequence of str
+        E.g. ``("base", "var")``.
+
+    Returns
+    -------
+    tuple of str
+        The modes, in the given order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a sequence, empty, an unknown mode or a mode twice.
+    """
+    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
+        raise TypeError(f"`modes` must be a non-empty sequence from {list(MODES)}, e.g. ('var',); got {modes!r}.")
+    for mode in modes:
+        check_choice(mode, "modes", MODES)
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"`modes` must not repeat a mode, got {list(modes)}.")
+    return tuple(modes)
 
 
 def base_and_var_maps(
@@ -193,15 +274,15 @@ def base_and_var_maps(
         As in :func:`attribute_classes`; ``method_kwargs`` configure a named method.
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
-    modes : sequence of {"base", "var"}, default ("base", "var")
-        Which maps to return.
+    modes : sequence of str, default ("base", "var")
+        Which maps to return, from :data:`MODES` (see :func:`derive_maps`).
     n_classes : torch.Tensor, optional
         (N,) classes that really compete per image, see :func:`var_from_base`.
 
     Returns
     -------
     dict of str to torch.Tensor
-        ``{"base": ..., "var": ...}`` (those of ``modes``), each (N, K, C', H, W).
+        ``{mode: maps}`` for every mode of ``modes``, each (N, K, C', H, W).
 
     Examples
     --------
@@ -210,13 +291,7 @@ def base_and_var_maps(
     >>> maps["base"].shape, maps["var"].shape
     (torch.Size([2, 2, 3, 8, 8]), torch.Size([2, 2, 3, 8, 8]))
     """
-    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
-        raise TypeError(f"`modes` must be a non-empty sequence from {list(MAP_MODES)}, e.g. ('var',); got {modes!r}.")
-    for mode in modes:
-        check_choice(mode, "modes", MAP_MODES)
+    modes = check_modes(modes)
     settings = check_refine_settings(refine_settings)
     base = attribute_classes(model, inputs, classes, method, **method_kwargs)
-    maps = {"base": base}
-    if "var" in modes:
-        maps["var"] = var_from_base(base, settings, n_classes=n_classes)
-    return {mode: maps[mode] for mode in modes}
+    return {mode: derive_maps(base, mode, settings, n_classes=n_classes) for mode in modes}

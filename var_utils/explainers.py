@@ -16,7 +16,7 @@ from torch import nn
 
 from ._model_state import predict_logits
 from ._validation import check_choice, check_images, check_logits, check_model, check_targets, renamed_keywords
-from .engine import MAP_MODES, base_and_var_maps, class_matrix
+from .engine import MODES, base_and_var_maps, class_matrix
 from .methods import AttributionMethod, get_method
 from .refine import check_refine_settings
 
@@ -98,7 +98,7 @@ def competing_classes(model: nn.Module, inputs: torch.Tensor, targets: torch.Ten
 
 
 class VarExplainer:
-    """An explanation function for one base method, in ``base`` or ``var`` mode.
+    """An explanation function for one base method, in one mode of :data:`var_utils.engine.MODES` (default VAR).
 
     Parameters
     ----------
@@ -107,8 +107,9 @@ class VarExplainer:
     class_sets : torch.Tensor
         (N, K) class sets, one row per image, each holding its target (see
         :func:`competing_classes`); the explained batch must have N images.
-    mode : {"base", "var"}, default "var"
-        The target's base map or its VAR map.
+    mode : str, default "var"
+        The target's base map (``"base"``), its VAR map (``"var"``), or another
+        map derived from the set's base maps (see :func:`var_utils.engine.derive_maps`).
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
     **method_kwargs
@@ -131,7 +132,7 @@ class VarExplainer:
         refine_settings: Mapping | None = None,
         **method_kwargs,
     ) -> None:
-        check_choice(mode, "mode", MAP_MODES)
+        check_choice(mode, "mode", MODES)
         if not isinstance(class_sets, torch.Tensor) or class_sets.dim() != 2:
             raise ValueError("`class_sets` must be an (N, K) tensor of class indices, one row per image.")
         self.method = get_method(method, **method_kwargs)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m var_utils demo``, ``explain``, ``gpg`` and ``architectures`` (see ``--help``)."""
+"""Command line: ``python -m var_utils`` demo, explain, gpg, contrastive, binarizations, architectures (``--help``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..datasets.grids import GRID_PROTOCOLS
+from ..engine import MAP_MODES, MODES
 from ..evaluation.gpg import (
     DEFAULT_MODELS,
     GPG_METRICS,
@@ -54,6 +55,7 @@ def _names_from(choices: Sequence[str], kind: str) -> Callable[[str], list[str]]
 
 
 _method_names = _names_from(METHODS, "method")
+_mode_names = _names_from(MODES, "mode")
 
 
 def _format_summary(summary) -> str:
@@ -62,6 +64,11 @@ def _format_summary(summary) -> str:
         pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_se"])
         shown[metric] = [f"{mean:.3f} ± {error:.3f}" for mean, error in pairs]
     return shown.to_string(index=False)
+
+
+def _print_saved(shown, out: Path) -> None:
+    print(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    print(f"\nSummary written to {out}")
 
 
 def _refine_settings(arguments: argparse.Namespace) -> dict:
@@ -100,6 +107,7 @@ def _gpg(arguments: argparse.Namespace) -> None:
         model,
         grids,
         methods,
+        modes=arguments.modes,
         refine_settings=refine_settings,
         metric_settings={} if arguments.binarization is None else {"binarization": arguments.binarization},
         batch_size=arguments.batch_size,
@@ -127,9 +135,11 @@ def _add_gpg_parser(commands) -> None:
     add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
     add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    modes = ",".join(MAP_MODES)
+    add("--modes", type=_mode_names, default=modes, help=f"comma-separated from {','.join(MODES)} (default: {modes})")
     _add_refine_options(add)
     add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
-    add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: mean)")
+    add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: positive)")
     add("--no-progress", action="store_true", help="hide the progress bar")
     gpg.set_defaults(run=_gpg, error=gpg.error)
 
@@ -153,6 +163,65 @@ def _explain(arguments: argparse.Namespace) -> int:
     summary = run_explanations(plan, progress=not arguments.no_progress)
     print(summary.report())
     return summary.exit_status
+
+
+def _binarizations(arguments: argparse.Namespace) -> None:
+    from ..evaluation.gpg.architectures import save_summary
+    from ..evaluation.gpg.binarization import binarization_comparison, summarize_binarizations
+    from ..evaluation.gpg.runner import build_methods, run_settings
+    from ..refine import check_refine_settings
+
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
+    grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
+    methods = {
+        name: {"n_steps": arguments.n_steps} if name == "integrated_gradients" else {} for name in arguments.methods
+    }
+    table = binarization_comparison(
+        model,
+        grids,
+        methods,
+        arguments.binarizations,
+        modes=arguments.modes,
+        batch_size=arguments.batch_size,
+        progress=not arguments.no_progress,
+    )
+    summary = summarize_binarizations(table)
+    out = arguments.out or Path("results") / f"binarizations_{arguments.source}.csv"
+    settings = run_settings(
+        model,
+        grids,
+        build_methods(methods),
+        arguments.modes,
+        refine_settings=check_refine_settings(None),
+        binarizations=arguments.binarizations,
+    )
+    save_summary(summary, out, settings)
+    _print_saved(
+        summary[["binarization", "method", "mode", "precision_mean", "recall_mean", "f1_mean", "iou_mean"]], out
+    )
+
+
+def _add_binarizations_parser(commands) -> None:
+    parser = commands.add_parser(
+        "binarizations",
+        help="precision/recall/F1/IoU of the grid pointing game under each binarisation",
+        description="Grid pointing game scored under several binarisations of the maps (the same base maps for "
+        "all), summarised per binarisation, method and mode.",
+    )
+    add = parser.add_argument
+    add("--source", choices=("fashion_mnist", "photos"), default="photos", help="grid source (default: photos)")
+    add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="Fashion-MNIST grid protocol (default: paper)")
+    add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
+    add("--methods", type=_method_names, default="gradcam", help="comma-separated (default: gradcam)")
+    add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    add("--modes", type=_mode_names, default=",".join(MAP_MODES), help="comma-separated (default: base,var)")
+    choices = ",".join(BINARIZATIONS)
+    add("--binarizations", type=_names_from(BINARIZATIONS, "binarization"), default=choices, help=f"default: {choices}")
+    add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos) Lite0")
+    add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    add("--out", type=Path, default=None, help="summary CSV (default: results/binarizations_SOURCE.csv)")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_binarizations)
 
 
 def _add_explain_parser(commands) -> None:
@@ -180,6 +249,50 @@ def _add_explain_parser(commands) -> None:
     parser.set_defaults(run=_explain, error=parser.error)
 
 
+def _contrastive(arguments: argparse.Namespace) -> None:
+    from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS, contrastive_evaluation
+
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
+    grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
+    name = arguments.source if arguments.source == "photos" else f"{arguments.source}_{arguments.protocol}"
+    methods = {method: CONTRASTIVE_METHODS[method] for method in arguments.methods}
+    results = contrastive_evaluation(
+        model,
+        grids,
+        methods,
+        batch_size=arguments.batch_size,
+        out=arguments.cells or Path("outputs") / f"contrastive_{name}_cells.csv",
+        progress=not arguments.no_progress,
+    )
+    paths = results.save(arguments.out_dir / f"contrastive_{name}")
+    print(_format_summary(results.summary))
+    print("\nWritten: " + ", ".join(str(path) for path in paths))
+
+
+def _add_contrastive_parser(commands) -> None:
+    from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS
+
+    parser = commands.add_parser(
+        "contrastive",
+        help="grid pointing game of VAR against the class-discriminative methods",
+        description="Grid pointing game of base maps, VAR (paper and joint), CGI, contrast to the mean and the "
+        "class-discriminative methods (softmax gradient, contrastive Grad-CAM, CLRP, SGLRP), with a paired "
+        "grid-by-grid comparison against VAR. Rerunning with the same cells file resumes.",
+    )
+    add = parser.add_argument
+    names = ",".join(CONTRASTIVE_METHODS)
+    add("--source", choices=("fashion_mnist", "photos"), default="fashion_mnist", help="default: fashion_mnist")
+    add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="Fashion-MNIST grid protocol (default: paper)")
+    add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
+    add("--methods", type=_names_from(CONTRASTIVE_METHODS, "method"), default=names, help=f"default: {names}")
+    add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos) Lite0")
+    add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
+    add("--cells", type=Path, default=None, help="per-cell CSV (default: outputs/contrastive_NAME_cells.csv)")
+    add("--out-dir", type=Path, default=Path("results"), help="folder of the summary and comparison CSVs")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_contrastive)
+
+
 def _architectures(arguments: argparse.Namespace) -> None:
     from ..evaluation.gpg.architectures import compare_architectures, comparison_fingerprint, save_summary
 
@@ -192,9 +305,7 @@ def _architectures(arguments: argparse.Namespace) -> None:
     )
     out = arguments.out or Path("results") / f"gpg_architectures_{arguments.protocol}.csv"
     save_summary(table, out, comparison_fingerprint(arguments.models, arguments.protocol, arguments.grids))
-    shown = table[["model", "setting", "method", "n", "region_attribution_mean", "pointing_mean"]]
-    print(shown.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
-    print(f"\nSummary written to {out}")
+    _print_saved(table[["model", "setting", "method", "n", "region_attribution_mean", "pointing_mean"]], out)
 
 
 def _add_architectures_parser(commands) -> None:
@@ -239,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
     _add_explain_parser(commands)
     _add_gpg_parser(commands)
+    _add_contrastive_parser(commands)
+    _add_binarizations_parser(commands)
     _add_architectures_parser(commands)
     arguments = parser.parse_args(argv)
     status = arguments.run(arguments)

@@ -1,8 +1,9 @@
 """Base-vs-VAR tables for the paper's other experiments: sanity checks and insertion/deletion.
 
 Each function runs several base methods, scores the target's base map and its
-VAR map the same way, and returns a tidy ``pandas.DataFrame`` with ``method``
-and ``mode`` columns, ready for ``groupby``.
+VAR map (or any maps of :data:`var_utils.engine.MODES`, e.g. CGI's) the same
+way, and returns a tidy ``pandas.DataFrame`` with ``method`` and ``mode``
+columns, ready for ``groupby``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..engine import MAP_MODES, base_and_var_maps
+from ..engine import MAP_MODES, base_and_var_maps, check_modes
 from ..explainers import VarExplainer
 from .perturbation import PERTURBATION_CURVES, insertion_deletion
 from .sanity import randomization_similarity
@@ -57,9 +58,11 @@ def target_maps(
     class_sets: torch.Tensor,
     method: str,
     refine_settings: Mapping | None = None,
+    *,
+    modes: Sequence[str] = MAP_MODES,
     **method_kwargs,
 ) -> dict[str, torch.Tensor]:
-    """Base and VAR maps of each image's first class (its target), from one engine call.
+    """Base and VAR maps (or those of ``modes``) of each image's first class (its target), from one engine call.
 
     Parameters
     ----------
@@ -73,15 +76,17 @@ def target_maps(
         A method name of :data:`var_utils.METHODS`; ``method_kwargs`` configure it.
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    modes : sequence of str, default ("base", "var")
+        Which maps, from :data:`var_utils.engine.MODES`.
     **method_kwargs
         Settings of the method.
 
     Returns
     -------
     dict of str to torch.Tensor
-        ``{"base": ..., "var": ...}``, each (N, C', H, W).
+        ``{mode: maps}`` for every mode of ``modes``, each (N, C', H, W).
     """
-    maps = base_and_var_maps(model, inputs, class_sets, method, refine_settings, **method_kwargs)
+    maps = base_and_var_maps(model, inputs, class_sets, method, refine_settings, modes=modes, **method_kwargs)
     return {mode: class_maps[:, 0] for mode, class_maps in maps.items()}
 
 
@@ -94,8 +99,9 @@ def sanity_check_table(
     layer_names: Sequence[str] | None = None,
     seed: int = 0,
     refine_settings: Mapping | None = None,
+    modes: Sequence[str] = MAP_MODES,
 ) -> pd.DataFrame:
-    """Cascading randomisation similarity for every method, base vs VAR.
+    """Cascading randomisation similarity for every method, base vs VAR (or every mode of ``modes``).
 
     Parameters
     ----------
@@ -113,6 +119,8 @@ def sanity_check_table(
         As in :func:`var_utils.evaluation.sanity.cascading_randomization`.
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    modes : sequence of str, default ("base", "var")
+        Which maps, from :data:`var_utils.engine.MODES`.
 
     Returns
     -------
@@ -121,6 +129,7 @@ def sanity_check_table(
         for every method and mode, with ``method`` and ``mode`` columns added.
     """
     targets = class_sets[:, 0]
+    modes = check_modes(modes)
     tables = [
         randomization_similarity(
             model,
@@ -131,7 +140,7 @@ def sanity_check_table(
             seed=seed,
         ).assign(method=method, mode=mode)
         for method, kwargs in methods.items()
-        for mode in MAP_MODES
+        for mode in modes
     ]
     return pd.concat(tables, ignore_index=True)
 
@@ -145,8 +154,9 @@ def perturbation_table(
     step: int | None = None,
     batch_size: int = 256,
     refine_settings: Mapping | None = None,
+    modes: Sequence[str] = MAP_MODES,
 ) -> pd.DataFrame:
-    """Insertion and deletion AUC of each image's target for every method, base vs VAR.
+    """Insertion and deletion AUC of each image's target for every method, base vs VAR (or every mode of ``modes``).
 
     Parameters
     ----------
@@ -163,6 +173,8 @@ def perturbation_table(
         As in :func:`var_utils.evaluation.perturbation.insertion_deletion`.
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
+    modes : sequence of str, default ("base", "var")
+        Which maps, from :data:`var_utils.engine.MODES`.
 
     Returns
     -------
@@ -174,7 +186,9 @@ def perturbation_table(
     targets = class_sets[:, 0]
     rows = []
     for method, kwargs in methods.items():
-        for mode, maps in target_maps(model, inputs, class_sets, method, refine_settings, **kwargs).items():
+        for mode, maps in target_maps(
+            model, inputs, class_sets, method, refine_settings, modes=modes, **kwargs
+        ).items():
             for curve in PERTURBATION_CURVES:
                 result = insertion_deletion(model, inputs, maps, targets, curve=curve, step=step, batch_size=batch_size)
                 rows += [

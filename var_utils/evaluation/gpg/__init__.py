@@ -9,9 +9,15 @@ sections 4 and 5). The package is split by concern:
 - :mod:`.scoring`: class sets of grids and the per-cell scores;
 - :mod:`.store`: the results CSV, its settings fingerprint, resuming;
 - :mod:`.runner`: the one batch loop and :func:`evaluate_grid_pointing_game`;
-- :mod:`.sensitivity`: the same game under several refine settings.
+- :mod:`.sensitivity`: the same game under several refine settings;
+- :mod:`.binarization`: the same game under several binarisations;
+- :mod:`.comparison`: paired, grid-by-grid comparison of two kinds of maps;
+- :mod:`.contrastive`: VAR against the class-discriminative methods.
 """
 
+from .binarization import BINARIZATION_COLUMN, binarization_comparison, summarize_binarizations
+from .comparison import COMPARISON_COLUMNS, paired_comparison
+from .contrastive import CONTRASTIVE_METHODS, CONTRASTIVE_REFERENCES, ContrastiveResults, contrastive_evaluation
 from .runner import evaluate_grid_pointing_game, summarize
 from .scoring import GPG_COLUMNS, GPG_METRICS, grid_class_sets
 from .sensitivity import SENSITIVITY_COLUMNS, SENSITIVITY_SETTING_COLUMNS, refine_sensitivity, summarize_sensitivity
@@ -27,6 +33,10 @@ from .sources import (
 from .store import read_gpg_table
 
 __all__ = [
+    "BINARIZATION_COLUMN",
+    "COMPARISON_COLUMNS",
+    "CONTRASTIVE_METHODS",
+    "CONTRASTIVE_REFERENCES",
     "DEFAULT_MODELS",
     "GPG_COLUMNS",
     "GPG_METRICS",
@@ -34,14 +44,19 @@ __all__ = [
     "QUAD_PHOTOS",
     "SENSITIVITY_COLUMNS",
     "SENSITIVITY_SETTING_COLUMNS",
+    "ContrastiveResults",
+    "binarization_comparison",
+    "contrastive_evaluation",
     "evaluate_grid_pointing_game",
     "fashion_mnist_grids",
     "grid_class_sets",
     "grid_source",
     "imagenet_grids",
+    "paired_comparison",
     "photo_grids",
     "read_gpg_table",
     "refine_sensitivity",
     "summarize",
+    "summarize_binarizations",
     "summarize_sensitivity",
 ]

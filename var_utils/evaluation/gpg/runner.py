@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..._validation import check_choice, check_model, check_positive_int
+from ..._validation import check_model, check_positive_int
 from ...datasets.grids import collate_grids
-from ...engine import MAP_MODES, var_from_base
+from ...engine import MAP_MODES, check_modes, derive_maps
 from ...methods import AttributionMethod, get_method
 from ...refine import check_refine_settings
 from ..metrics import check_metric_settings
-from .scoring import GPG_METRICS, GridBaseMaps, GridScorer
+from .scoring import GPG_METRICS, GridBaseMaps, GridScorer, check_result_table
 from .store import ResultStore
 
 Pending = Callable[[int, str], bool]
@@ -61,16 +61,6 @@ def build_methods(methods: object) -> dict[str, AttributionMethod]:
         settings = dict(settings or {})
         built[name] = get_method(settings.pop("method", name), **settings)
     return built
-
-
-def _check_modes(modes: object) -> tuple[str, ...]:
-    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
-        raise TypeError(f"`modes` must be a non-empty sequence from {list(MAP_MODES)}, got {modes!r}.")
-    for mode in modes:
-        check_choice(mode, "modes", MAP_MODES)
-    if len(set(modes)) != len(modes):
-        raise ValueError(f"`modes` must not repeat a mode, got {list(modes)}.")
-    return tuple(modes)
 
 
 def _check_grids(grids: object) -> None:
@@ -294,8 +284,10 @@ def evaluate_grid_pointing_game(
         {"n_steps": 16}}``. A ``"method"`` entry runs a method under another
         name: ``{"ig128": {"method": "integrated_gradients", "n_steps": 128}}``;
         a callable or Captum object also needs ``"name"`` to be recorded in ``out``.
-    modes : sequence of {"base", "var"}
-        Which maps to score.
+    modes : sequence of str, default ("base", "var")
+        Which maps to score, from :data:`var_utils.engine.MODES`: ``"base"``,
+        ``"var"``, ``"var_joint"`` (VAR with ``normalize="joint"``), ``"cgi"``
+        and ``"contrast_mean"`` (see :func:`var_utils.engine.derive_maps`).
     refine_settings : dict, optional
         ``tau``, ``temperature``, ``use_abs``, ``normalize`` of :func:`var_utils.refine_all`.
     metric_settings : dict, optional
@@ -332,7 +324,7 @@ def evaluate_grid_pointing_game(
     """
     scorer = scorer_for(model, grids, metric_settings, grid)
     attribution_methods = build_methods(methods)
-    modes = _check_modes(modes)
+    modes = check_modes(modes)
     refine_settings = check_refine_settings(refine_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
     fingerprint = None
@@ -358,12 +350,8 @@ def evaluate_grid_pointing_game(
         pending=lambda index, name: (index, name) not in done,
         run_ids=run_ids,
     ):
-        var = var_from_base(batch.base, refine_settings, n_classes=batch.n_classes) if "var" in modes else None
-        results.add(
-            pd.concat(
-                [scorer.rows(batch, mode, batch.base if mode == "base" else var) for mode in modes], ignore_index=True
-            )
-        )
+        maps = {mode: derive_maps(batch.base, mode, refine_settings, n_classes=batch.n_classes) for mode in modes}
+        results.add(pd.concat([scorer.rows(batch, mode, maps[mode]) for mode in modes], ignore_index=True))
     table = results.table()
     selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)
     return _ordered(table[selected], list(attribution_methods), modes)
@@ -399,13 +387,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
       method  mode  n  pointing_mean  pointing_se
     0      m  base  2            0.5          0.5
     """
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`table` must be a pandas DataFrame, got {type(table).__name__}.")
-    missing = sorted({"method", "mode", *GPG_METRICS} - set(table.columns))
-    if missing:
-        raise ValueError(f"`table` lacks the column(s) {missing}; expected a table of evaluate_grid_pointing_game.")
-    if table.empty:
-        raise ValueError("`table` is empty: there is nothing to summarise.")
+    check_result_table(table, ["method", "mode", *GPG_METRICS], "evaluate_grid_pointing_game")
     grouped = table.groupby(["method", "mode"], sort=False)[list(GPG_METRICS)]
     means, errors = grouped.mean(), grouped.sem()
     summary = pd.DataFrame({"n": grouped.size()})

@@ -12,6 +12,7 @@ sections 2 and 5).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,36 @@ def _cell_maps(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """(N * n_cells, C', H, W): each cell's label's map, from (N, K, C', H, W) maps."""
     rows = torch.arange(maps.shape[0], device=maps.device)[:, None]
     return maps[rows, positions.to(maps.device)].flatten(0, 1)
+
+
+def check_result_table(table: object, columns: Iterable[str], producer: str, purpose: str = "summarise") -> None:
+    """Raise unless ``table`` is a non-empty DataFrame with ``columns``.
+
+    Parameters
+    ----------
+    table : object
+        The table to check.
+    columns : iterable of str
+        Columns it must have.
+    producer : str
+        The function whose tables are expected, for the message.
+    purpose : str, default "summarise"
+        What the caller does with it, for the message.
+
+    Raises
+    ------
+    TypeError
+        ``table`` is not a DataFrame.
+    ValueError
+        A column is missing, or ``table`` is empty.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"`table` must be a pandas DataFrame, got {type(table).__name__}.")
+    missing = sorted(set(columns) - set(table.columns))
+    if missing:
+        raise ValueError(f"`table` lacks the column(s) {missing}; expected a table of {producer}.")
+    if table.empty:
+        raise ValueError(f"`table` is empty: there is nothing to {purpose}.")
 
 
 def typed_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from ..._validation import check_positive_int
 from ...engine import var_from_base
 from ...refine import check_refine_settings
 from .runner import build_methods, grid_base_maps, scorer_for, summarize
-from .scoring import GPG_COLUMNS, typed_table
+from .scoring import GPG_COLUMNS, check_result_table, typed_table
 
 #: Columns that name and describe a refine setting in a :func:`refine_sensitivity` table.
 SENSITIVITY_SETTING_COLUMNS = ("setting", "tau", "temperature", "use_abs", "normalize")
@@ -181,13 +181,7 @@ def summarize_sensitivity(table: pd.DataFrame) -> pd.DataFrame:
     1       a  0.0   var  1            1.0
     2       b  0.1   var  1            0.5
     """
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"`table` must be a pandas DataFrame, got {type(table).__name__}.")
-    missing = sorted(set(SENSITIVITY_SETTING_COLUMNS) - set(table.columns))
-    if missing:
-        raise ValueError(f"`table` lacks the column(s) {missing}; expected a table of refine_sensitivity.")
-    if table.empty:
-        raise ValueError("`table` is empty: there is nothing to summarise.")
+    check_result_table(table, SENSITIVITY_SETTING_COLUMNS, "refine_sensitivity")
     parts = []
     for label, rows in table.groupby("setting", sort=False):
         summary = summarize(rows)
