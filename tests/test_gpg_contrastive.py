@@ -132,7 +132,7 @@ def test_derive_maps_leaves_padding_and_single_class_rows_alone():
     "modes, error, match",
     [
         ("var", TypeError, "sequence"),
-        ([], TypeError, "sequence"),
+        ([], ValueError, "empty"),
         (["var", "cgi", "var"], ValueError, "repeat"),
         (["argmax"], ValueError, "modes"),
     ],
@@ -145,6 +145,25 @@ def test_check_modes_rejects_bad_modes(modes, error, match):
 def test_derive_maps_rejects_an_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         derive_maps(torch.zeros(1, 2, 1, 2, 2), "hard_max")
+
+
+@pytest.mark.parametrize("method", ["softmax_gradient", "contrastive_gradcam", "clrp"])
+def test_methods_that_compare_classes_see_only_each_grid_s_own_set(model, method):
+    # Batches of five grids with 4, 3, 1, 4 and 4 distinct classes: the sets are padded to four columns, yet each
+    # grid's maps must equal those of its own distinct classes alone; the single-class grid has nothing to contrast.
+    table = evaluate_grid_pointing_game(
+        model, make_grids(), {method: {}}, modes=("base",), batch_size=5, progress=False
+    )
+    grids = make_grids()
+    assert sorted(set(table["grid"])) == [0, 1, 3, 4]
+    for grid_id, rows in table.groupby("grid"):
+        sample = grids[grid_id]
+        distinct = list(dict.fromkeys(sample.labels))
+        maps = attribute_classes(model, sample.image[None], distinct, method)[0]
+        for row in rows.itertuples():
+            expected = localisation_scores(maps[distinct.index(sample.labels[row.cell])], row.cell)
+            for metric in GPG_METRICS:
+                assert getattr(row, metric) == pytest.approx(expected[metric], rel=1e-4, abs=1e-5), (row, metric)
 
 
 # --------------------------------------------------------------------------- binarisations
@@ -266,11 +285,14 @@ def test_paired_comparison_pairs_only_shared_grids():
     "kwargs, error, match",
     [
         ({"table": "not a table"}, TypeError, "DataFrame"),
-        ({"table": pd.DataFrame(columns=["grid", "method", "mode", "pointing"])}, ValueError, "empty"),
+        ({"table": pd.DataFrame(columns=["grid", "cell", "method", "mode", "pointing"])}, ValueError, "empty"),
         ({"metrics": ["accuracy"]}, ValueError, "metrics"),
         ({"metrics": "pointing"}, TypeError, "metrics"),
         ({"references": ["a"]}, TypeError, "references"),
         ({"references": {"b": "c"}}, ValueError, "'c'"),
+        ({"references": {"softmax_grad": "a"}}, ValueError, "softmax_grad"),
+        ({"table": pd.concat([comparison_table()] * 2)}, ValueError, "several rows"),
+        ({"seed": "x"}, TypeError, "seed"),
         ({"reference_mode": "cgi"}, ValueError, "cgi"),
         ({"n_resamples": 0}, ValueError, "n_resamples"),
         ({"confidence": 1.0}, ValueError, "confidence"),
@@ -299,7 +321,11 @@ def test_contrastive_evaluation_compares_each_method_with_var_on_its_base(model,
         "softmax_gradient": "input_x_gradient",
     }
     assert sorted(set(results.comparison["reference_mode"])) == ["var", "var_joint"]
-    assert results.settings["references"] == {"contrastive_gradcam": "gradcam", "softmax_gradient": "input_x_gradient"}
+    assert results.settings["comparison"]["references"] == {
+        "contrastive_gradcam": "gradcam",
+        "softmax_gradient": "input_x_gradient",
+    }
+    assert results.settings["grids"] == len(GROUPS) and results.settings["comparison"]["n_resamples"] == 100
     assert results.settings["metric_settings"]["binarization"] == "positive"
     summary_path, comparison_path = results.save(tmp_path / "run")
     pd.testing.assert_frame_equal(pd.read_csv(summary_path), results.summary, check_exact=False, rtol=1e-9)
@@ -314,15 +340,38 @@ def test_contrastive_evaluation_compares_each_method_with_var_on_its_base(model,
     ]
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"reference_modes": ("VAR",)}, ValueError, "reference_mode"),
+        ({"reference_modes": "var"}, TypeError, "reference_modes"),
+        ({"n_resamples": 0}, ValueError, "n_resamples"),
+        ({"references": ["gradcam"]}, TypeError, "references"),
+        ({"seed": "x"}, TypeError, "seed"),
+    ],
+)
+def test_contrastive_evaluation_checks_its_comparison_settings_before_the_run(kwargs, error, match):
+    model = make_model()
+    calls = []
+    model.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    with pytest.raises(error, match=match):
+        contrastive_evaluation(model, make_grids(), {"gradcam": {}}, progress=False, **kwargs)
+    assert calls == []
+
+
 def test_contrastive_command_writes_summary_comparison_and_resumable_cells(tmp_path, capsys):
-    arguments = ["contrastive", "--grids", "2", "--methods", "gradcam,contrastive_gradcam", "--no-progress"]
+    # contrastive_gradcam alone: gradcam, whose VAR maps it is compared with, runs too.
+    arguments = ["contrastive", "--grids", "2", "--methods", "contrastive_gradcam", "--no-progress"]
     arguments += ["--cells", str(tmp_path / "cells.csv"), "--out-dir", str(tmp_path / "results")]
     assert main(arguments) == 0
-    summary = pd.read_csv(tmp_path / "results" / "contrastive_fashion_mnist_paper_summary.csv")
+    summary = pd.read_csv(tmp_path / "results" / "contrastive_fashion_mnist_paper_2grids_summary.csv")
+    assert summary["method"].unique().tolist() == ["gradcam", "contrastive_gradcam"]
     assert summary["n"].tolist() == [8] * 10
     assert "contrastive_gradcam" in capsys.readouterr().out
     cells = pd.read_csv(tmp_path / "cells.csv")
     assert len(cells) == 2 * 4 * 2 * len(MODES)
+    comparison = pd.read_csv(tmp_path / "results" / "contrastive_fashion_mnist_paper_2grids_comparison.csv")
+    assert set(comparison.loc[comparison["method"] == "contrastive_gradcam", "reference_method"]) == {"gradcam"}
 
 
 def test_gpg_command_scores_the_chosen_modes(tmp_path):
@@ -332,10 +381,11 @@ def test_gpg_command_scores_the_chosen_modes(tmp_path):
     assert sorted(set(pd.read_csv(out)["mode"])) == ["base", "cgi"]
 
 
-def test_gpg_command_rejects_an_unknown_mode(capsys):
+@pytest.mark.parametrize("modes, message", [("base,argmax", "argmax"), ("var,var", "twice")])
+def test_gpg_command_rejects_bad_modes(capsys, modes, message):
     with pytest.raises(SystemExit) as raised:
-        main(["gpg", "--modes", "base,argmax"])
-    assert raised.value.code == 2 and "argmax" in capsys.readouterr().err
+        main(["gpg", "--modes", modes])
+    assert raised.value.code == 2 and message in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- sanity and perturbation tables

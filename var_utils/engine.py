@@ -219,6 +219,8 @@ def derive_maps(
     """
     check_choice(mode, "mode", MODES)
     settings = check_refine_settings(refine_settings)
+    if n_classes is not None:
+        _check_n_classes(n_classes, base)
     if mode == "base":
         return base
     if mode in ("var", "var_joint"):
@@ -246,8 +248,10 @@ def check_modes(modes: object) -> tuple[str, ...]:
     TypeError, ValueError
         Not a sequence, empty, an unknown mode or a mode twice.
     """
-    if isinstance(modes, str) or not isinstance(modes, Sequence) or not modes:
+    if isinstance(modes, str) or not isinstance(modes, Sequence):
         raise TypeError(f"`modes` must be a non-empty sequence from {list(MODES)}, e.g. ('var',); got {modes!r}.")
+    if not modes:
+        raise ValueError(f"`modes` is empty; give at least one of {list(MODES)}.")
     for mode in modes:
         check_choice(mode, "modes", MODES)
     if len(set(modes)) != len(modes):

@@ -141,7 +141,7 @@ class VarExplainer:
         self.refine_settings = check_refine_settings(refine_settings)
 
     def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The target's base or VAR map for every image.
+        """The target's map in the explainer's mode (base, VAR, ...) for every image.
 
         Parameters
         ----------

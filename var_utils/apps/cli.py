@@ -49,6 +49,8 @@ def _names_from(choices: Sequence[str], kind: str) -> Callable[[str], list[str]]
             raise argparse.ArgumentTypeError(
                 f"unknown {kind}(s) {unknown}; expected a comma-separated list from {sorted(choices)}"
             )
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"a {kind} is named twice in {names}")
         return names
 
     return parse
@@ -250,12 +252,16 @@ def _add_explain_parser(commands) -> None:
 
 
 def _contrastive(arguments: argparse.Namespace) -> None:
-    from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS, contrastive_evaluation
+    from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS, CONTRASTIVE_REFERENCES, contrastive_evaluation
 
     model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
     grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
     name = arguments.source if arguments.source == "photos" else f"{arguments.source}_{arguments.protocol}"
-    methods = {method: CONTRASTIVE_METHODS[method] for method in arguments.methods}
+    # A subset of the grids must not overwrite the results of all of them.
+    name += "" if arguments.grids is None else f"_{arguments.grids}grids"
+    # Each contrastive method is compared with VAR on the method it refines, so that method runs too.
+    chosen = [*arguments.methods, *(CONTRASTIVE_REFERENCES.get(method) for method in arguments.methods)]
+    methods = {method: CONTRASTIVE_METHODS[method] for method in CONTRASTIVE_METHODS if method in chosen}
     results = contrastive_evaluation(
         model,
         grids,
@@ -288,6 +294,10 @@ def _add_contrastive_parser(commands) -> None:
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos) Lite0")
     add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
     add("--cells", type=Path, default=None, help="per-cell CSV (default: outputs/contrastive_NAME_cells.csv)")
+    parser.epilog = (
+        "A class-discriminative method also runs the method whose VAR maps it is compared with (e.g. "
+        "softmax_gradient adds input_x_gradient). With --grids N the outputs are named contrastive_NAME_Ngrids."
+    )
     add("--out-dir", type=Path, default=Path("results"), help="folder of the summary and comparison CSVs")
     add("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=_contrastive)

@@ -331,7 +331,9 @@ def binarize(
       with VAR, to about 0.8 and 0.7): VAR's job is to zero the pixels another
       class wins, and this rule scores exactly that support. The thresholds
       below score a sharper, smaller part of a map instead, so VAR's zeros
-      lower their recall (``docs/method.md``, section 5).
+      lower their recall (``docs/method.md``, section 5). A map positive
+      everywhere (e.g. saliency's absolute gradient) scores F1 0.4 on a 2×2
+      grid however its mass is distributed.
     * ``"mean"``: pixels at or above the mean of the positive values.
       Parameter-free and not set by a single extreme pixel, but it keeps only
       the strongest part of the evidence.

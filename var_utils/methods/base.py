@@ -125,10 +125,15 @@ class AttributionMethod:
     performance_settings : tuple of str
         Settings that change speed or memory but not the maps; results files
         do not record them, so a run may resume with other values.
+    compares_classes : bool
+        Whether a class's map depends on the other classes of the set (the
+        class-discriminative methods); such a method must only ever see a
+        set's real classes, never padding.
     """
 
     name = "base"
     performance_settings: tuple[str, ...] = ()
+    compares_classes = False
 
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Base maps of K classes for every image.

@@ -59,6 +59,7 @@ class ContrastiveGradCAM(GradCAM):
     """
 
     name = "contrastive_gradcam"
+    compares_classes = True
 
     def __init__(self, layer=None, relu: bool = True) -> None:
         super().__init__(layer=layer, relu=relu)

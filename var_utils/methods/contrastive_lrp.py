@@ -36,6 +36,8 @@ def _safe_divide(maps: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
 class _SetLRP(AttributionMethod):
     """LRP with two initial relevances per (image, class of the set), combined by :meth:`combine`."""
 
+    compares_classes = True
+
     def __init__(self, composite=None) -> None:
         self.composite = composite
 

@@ -56,6 +56,7 @@ class SoftmaxGradient(AttributionMethod):
     """
 
     name = "softmax_gradient"
+    compares_classes = True
 
     def __init__(self, multiply_by_inputs: bool = True) -> None:
         if not isinstance(multiply_by_inputs, bool):

@@ -28,7 +28,12 @@ BINARIZATION_COLUMN = "binarization"
 
 
 def _check_binarizations(binarizations: object) -> tuple[str, ...]:
-    if isinstance(binarizations, str) or not isinstance(binarizations, Sequence) or not binarizations:
+    if (
+        isinstance(binarizations, str)
+        or not isinstance(binarizations, Sequence)
+        or not binarizations
+        or not all(isinstance(binarization, str) for binarization in binarizations)
+    ):
         raise TypeError(
             f"`binarizations` must be a non-empty sequence from {list(BINARIZATIONS)}, got {binarizations!r}."
         )

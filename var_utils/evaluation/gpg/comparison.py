@@ -10,13 +10,15 @@ p-value of the Wilcoxon signed-rank test of the per-grid differences.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..._validation import check_positive_int
+from ..._validation import check_choice, check_positive_int
+from ...engine import MODES
 from .scoring import GPG_METRICS, check_result_table
 
 #: Columns of a :func:`paired_comparison` table.
@@ -56,8 +58,9 @@ def wilcoxon_p(differences: np.ndarray) -> float:
 
     Zero differences are dropped (Wilcoxon's convention); when every
     difference is zero there is no evidence of a difference and the p-value is
-    1.0. scipy computes it exactly for fewer than 50 non-zero differences
-    without ties, else from the normal approximation.
+    1.0. scipy chooses how to compute it (``method="auto"``): exactly for
+    small samples, from the normal approximation for large ones or when there
+    are zeros or ties.
 
     Parameters
     ----------
@@ -113,6 +116,43 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def check_comparison_settings(
+    references: object, reference_mode: object, n_resamples: object, confidence: object, seed: object
+) -> dict:
+    """The settings of :func:`paired_comparison`, checked, so a long run can check them before it starts.
+
+    Parameters
+    ----------
+    references, reference_mode, n_resamples, confidence, seed
+        As in :func:`paired_comparison`.
+
+    Returns
+    -------
+    dict
+        ``references`` (a dict), ``reference_mode``, ``n_resamples``, ``confidence`` and ``seed``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A setting of the wrong type or out of range, naming it.
+    """
+    if references is not None and not isinstance(references, Mapping):
+        raise TypeError(f"`references` must be a dict of method -> reference method, got {type(references).__name__}.")
+    references = dict(references or {})
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in references.items()):
+        raise TypeError(f"`references` must map method names to method names, got {references!r}.")
+    check_choice(reference_mode, "reference_mode", MODES)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"`seed` must be a non-negative int, got {seed!r}.")
+    return {
+        "references": references,
+        "reference_mode": reference_mode,
+        "n_resamples": check_positive_int(n_resamples, "n_resamples"),
+        "confidence": _check_confidence(confidence),
+        "seed": int(seed),
+    }
+
+
 def _per_grid(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Each metric averaged over the cells of each grid: index (method, mode), columns grid × metric."""
     means = table.groupby(["method", "mode", "grid"], sort=False)[list(metrics)].mean()
@@ -166,26 +206,33 @@ def paired_comparison(
     Raises
     ------
     TypeError, ValueError
-        ``table`` is not a non-empty table of the grid pointing game, bad
-        ``metrics``, ``n_resamples`` or ``confidence``, or a reference row
-        that the table lacks or that shares no grid with the row.
+        ``table`` is not a non-empty table of the grid pointing game or holds
+        several rows per (method, mode, grid, cell), bad ``metrics`` or other
+        settings, ``references`` naming a method the table lacks, or a
+        reference row that the table lacks or that shares no grid with the row.
 
     Examples
     --------
-    >>> rows = pd.DataFrame({"grid": [0, 1, 2] * 2, "method": "m", "mode": ["base"] * 3 + ["var"] * 3,
+    >>> rows = pd.DataFrame({"grid": [0, 1, 2] * 2, "cell": 0, "method": "m", "mode": ["base"] * 3 + ["var"] * 3,
     ...                      "pointing": [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]})
     >>> paired_comparison(rows, metrics=["pointing"])[["mode", "mean", "reference_mean", "difference"]]
        mode      mean  reference_mean  difference
     0  base  0.333333             1.0   -0.666667
     """
     metrics = _check_metrics(metrics)
-    check_result_table(table, ["grid", "method", "mode", *metrics], "evaluate_grid_pointing_game", "compare")
-    if references is not None and not isinstance(references, Mapping):
-        raise TypeError(f"`references` must be a dict of method -> reference method, got {type(references).__name__}.")
-    references = dict(references or {})
-    n_resamples = check_positive_int(n_resamples, "n_resamples")
-    confidence = _check_confidence(confidence)
-    rng = np.random.default_rng(seed)
+    check_result_table(table, ["grid", "cell", "method", "mode", *metrics], "evaluate_grid_pointing_game", "compare")
+    settings = check_comparison_settings(references, reference_mode, n_resamples, confidence, seed)
+    references = settings["references"]
+    repeated = table.duplicated(["method", "mode", "grid", "cell"])
+    if repeated.any():
+        first = table[repeated].iloc[0]
+        raise ValueError(
+            f"`table` holds several rows for method {first['method']!r}, mode {first['mode']!r}, grid {first['grid']}, "
+            f"cell {first['cell']} (e.g. several binarisations or refine settings, or two runs): select one first."
+        )
+    unknown = sorted(set(references) - set(table["method"]))
+    if unknown:
+        raise ValueError(f"`references` names method(s) {unknown} that `table` does not have.")
     per_grid = _per_grid(table, metrics)
     rows = []
     for method, mode in per_grid.index:
@@ -203,7 +250,10 @@ def paired_comparison(
             if pair.empty:
                 raise ValueError(f"{method!r} ({mode}) and its reference {reference} share no grid.")
             differences = (pair["row"] - pair["ref"]).to_numpy()
-            low, high = bootstrap_interval(differences, rng, n_resamples, confidence)
+            # One stream per comparison, so its interval does not depend on the other rows of the table.
+            stream = zlib.crc32("\0".join([method, mode, *reference, metric]).encode())
+            rng = np.random.default_rng([settings["seed"], stream])
+            low, high = bootstrap_interval(differences, rng, settings["n_resamples"], settings["confidence"])
             rows.append(
                 (
                     method,

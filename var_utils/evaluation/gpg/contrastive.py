@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ...engine import MODES, check_modes
+from ...engine import MODES
 from ...refine import check_refine_settings
 from ..metrics import check_metric_settings
 from .architectures import save_summary
-from .comparison import paired_comparison
+from .comparison import check_comparison_settings, paired_comparison
 from .runner import build_methods, evaluate_grid_pointing_game, run_settings, summarize
 
 #: The methods of the comparison: VAR's base methods, then the class-discriminative ones.
@@ -40,6 +40,9 @@ CONTRASTIVE_METHODS: dict[str, dict] = {
     "clrp": {},
     "sglrp": {},
 }
+
+#: Coverage of the bootstrap intervals of the comparison.
+CONFIDENCE = 0.95
 
 #: Each class-discriminative method is compared with VAR on the base method it refines:
 #: the softmax gradient (× input) with input × gradient, contrastive Grad-CAM with
@@ -158,8 +161,14 @@ def contrastive_evaluation(
     ['gradcam']
     """
     methods = CONTRASTIVE_METHODS if methods is None else methods
-    if references is None:
+    if references is None and isinstance(methods, Mapping):
         references = {name: ref for name, ref in CONTRASTIVE_REFERENCES.items() if name in methods and ref in methods}
+    if isinstance(reference_modes, str) or not isinstance(reference_modes, Sequence) or not reference_modes:
+        raise TypeError(f"`reference_modes` must be a non-empty sequence of modes, got {reference_modes!r}.")
+    # Checked before the run, which may take hours.
+    comparison_settings = [
+        check_comparison_settings(references, mode, n_resamples, CONFIDENCE, seed) for mode in reference_modes
+    ]
     table = evaluate_grid_pointing_game(
         model,
         grids,
@@ -179,12 +188,13 @@ def contrastive_evaluation(
         refine_settings=check_refine_settings(refine_settings),
         metric_settings=check_metric_settings(metric_settings),
     )
-    comparison = pd.concat(
-        [
-            paired_comparison(table, references, reference_mode=mode, n_resamples=n_resamples, seed=seed)
-            for mode in check_modes(reference_modes)
-        ],
-        ignore_index=True,
-    )
-    settings = {**settings, "references": dict(references), "reference_modes": list(reference_modes)}
+    comparison = pd.concat([paired_comparison(table, **checked) for checked in comparison_settings], ignore_index=True)
+    settings["grids"] = int(table["grid"].nunique())
+    settings["comparison"] = {
+        "references": dict(references),
+        "reference_modes": list(reference_modes),
+        "n_resamples": n_resamples,
+        "confidence": CONFIDENCE,
+        "seed": seed,
+    }
     return ContrastiveResults(table, summarize(table), comparison, settings)

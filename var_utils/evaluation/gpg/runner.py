@@ -149,7 +149,9 @@ def grid_base_maps(
     ------
     GridBaseMaps
         One method's base maps of the pending grids of a batch, batches in
-        grid order and methods in ``methods`` order within a batch.
+        grid order and methods in ``methods`` order within a batch. Grids a
+        method cannot score (single-class grids of a method that compares
+        classes, see :meth:`GridScorer.base_maps`) are left out.
     """
     pending = pending or (lambda _index, _name: True)
     run_ids = [] if run_ids is None else run_ids
@@ -158,8 +160,11 @@ def grid_base_maps(
         for ids, images, labels in batches:
             for name, method in methods.items():
                 todo = [position for position, index in enumerate(ids) if pending(index, name)]
-                if todo:
-                    yield scorer.base_maps(name, method, [ids[p] for p in todo], images[todo], labels[todo])
+                batch = (
+                    scorer.base_maps(name, method, [ids[p] for p in todo], images[todo], labels[todo]) if todo else None
+                )
+                if batch is not None:
+                    yield batch
             bar.update(len(ids))
 
 
@@ -309,7 +314,8 @@ def evaluate_grid_pointing_game(
         Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`: one row
         per grid × cell × method × mode of this run (rows read back from
         ``out`` included), sorted by grid, method (in ``methods`` order), mode
-        and cell.
+        and cell. Methods that compare the classes of the set (e.g.
+        ``softmax_gradient``) have no rows for single-class grids.
 
     Examples
     --------

@@ -184,8 +184,15 @@ class GridScorer:
 
     def base_maps(
         self, name: str, method: AttributionMethod, grid_ids: list[int], images: torch.Tensor, labels: torch.Tensor
-    ) -> GridBaseMaps:
+    ) -> GridBaseMaps | None:
         """Base maps of each grid's distinct labels, from one :func:`var_utils.attribute_classes` call.
+
+        A method that compares the classes of its set
+        (``method.compares_classes``: the softmax gradient, contrastive
+        Grad-CAM, CLRP, SGLRP) must not see the filler classes that pad the
+        sets to one width, so its grids are attributed in groups of equal set
+        size, and grids with a single distinct class (nothing to contrast
+        with) are left out of its rows.
 
         Parameters
         ----------
@@ -202,8 +209,9 @@ class GridScorer:
 
         Returns
         -------
-        GridBaseMaps
-            The maps and what scoring them needs.
+        GridBaseMaps or None
+            The maps and what scoring them needs; None when no grid of the
+            batch can be scored with ``method``.
 
         Raises
         ------
@@ -217,8 +225,25 @@ class GridScorer:
             )
         classes, positions, n_classes = grid_class_sets(labels)
         device = model_device(self.model)
-        base = attribute_classes(self.model, images.to(device), classes.to(device), method)
-        return GridBaseMaps(name, grid_ids, labels, base, positions, n_classes)
+        if not getattr(method, "compares_classes", False):
+            base = attribute_classes(self.model, images.to(device), classes.to(device), method)
+            return GridBaseMaps(name, grid_ids, labels, base, positions, n_classes)
+        kept = (n_classes > 1).nonzero().flatten()
+        if not len(kept):
+            return None
+        classes, positions, n_classes, images = classes[kept], positions[kept], n_classes[kept], images[kept]
+        groups = {count: (n_classes == count).nonzero().flatten() for count in sorted(set(n_classes.tolist()))}
+        maps = {
+            count: attribute_classes(self.model, images[rows].to(device), classes[rows, :count].to(device), method)
+            for count, rows in groups.items()
+        }
+        some = next(iter(maps.values()))
+        # Columns beyond a grid's set size stay zero: they are never scored or refined (n_classes).
+        base = some.new_zeros((len(kept), classes.shape[1], *some.shape[2:]))
+        for count, rows in groups.items():
+            base[rows.to(base.device), :count] = maps[count]
+        ids = [grid_ids[position] for position in kept.tolist()]
+        return GridBaseMaps(name, ids, labels[kept], base, positions, n_classes)
 
     def rows(self, batch: GridBaseMaps, mode: str, maps: torch.Tensor) -> pd.DataFrame:
         """Scores of one kind of maps, one row per cell.
@@ -228,10 +253,10 @@ class GridScorer:
         batch : GridBaseMaps
             The batch the maps belong to.
         mode : str
-            ``"base"`` or ``"var"``, written to the ``mode`` column.
+            A mode of :data:`var_utils.engine.MODES`, written to the ``mode`` column.
         maps : torch.Tensor
             Maps shaped like ``batch.base`` (N, K, C', H, W): the base maps or
-            their VAR maps.
+            maps derived from them (:func:`var_utils.engine.derive_maps`).
 
         Returns
         -------
