@@ -494,6 +494,8 @@ def test_cli_fashion_mnist_writes_the_expected_rows(tmp_path, capsys, random_fas
         (["gpg", "--grids", "0"], "must be an integer >= 1"),
         (["gpg", "--batch-size", "-2"], "must be an integer >= 1"),
         (["gpg", "--source", "imagenet"], "needs --root"),
+        (["gpg", "--workers", "-1"], "must be an integer >= 0"),
+        (["gpg", "--device", "tpu"], "invalid choice"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv, match, capsys):
@@ -501,6 +503,27 @@ def test_cli_rejects_bad_arguments(argv, match, capsys):
         main(argv)
     assert error.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_cli_reports_a_settings_conflict_without_a_traceback(tmp_path, capsys, random_fashion_cnn):
+    argv = ["gpg", "--methods", "gradcam", "--grids", "2", "--no-progress", "--out", str(tmp_path / "gpg.csv")]
+    assert main(argv) == 0
+    with pytest.raises(SystemExit) as error:
+        main([*argv, "--tau", "0.2"])
+    assert error.value.code == 2
+    assert "holds results computed with other refine_settings" in capsys.readouterr().err
+
+
+def test_cli_device_cuda_runs_on_the_gpu_or_says_there_is_none(tmp_path, capsys, random_fashion_cnn):
+    out = tmp_path / "gpg.csv"
+    argv = ["gpg", "--methods", "gradcam", "--grids", "2", "--no-progress", "--device", "cuda", "--out", str(out)]
+    if torch.cuda.is_available():
+        assert main(argv) == 0 and len(read_gpg_table(out)) == 2 * 4 * 2
+    else:
+        with pytest.raises(SystemExit) as error:
+            main(argv)
+        assert error.value.code == 2 and "needs a GPU for local rank 0" in capsys.readouterr().err
+        assert not out.exists()
 
 
 # --------------------------------------------------------------------------- bad input

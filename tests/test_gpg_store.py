@@ -7,14 +7,18 @@ refine and metric settings, and each method's name and declared settings), never
 from __future__ import annotations
 
 import json
+import os
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from var_utils.datasets.grids import GridDataset
-from var_utils.evaluation.gpg import evaluate_grid_pointing_game
-from var_utils.evaluation.gpg.store import FINGERPRINT_FORMAT, settings_path
+from var_utils._lock import OutputLockedError, exclusive_lock
+from var_utils.evaluation.gpg import evaluate_grid_pointing_game, read_gpg_table
+from var_utils.evaluation.gpg.runner import _check_distributed
+from var_utils.evaluation.gpg.store import FINGERPRINT_FORMAT, ResultStore, settings_path, shard_files, shard_path
 from var_utils.methods import get_method
 
 N_CLASSES = 6
@@ -171,3 +175,132 @@ def test_a_captum_object_needs_a_name_too():
         "name": "captum_saliency",
         "settings": {"attribution": "Saliency", "abs": True},
     }
+
+
+# Append-only shards: torn writes, corrupt files, shards of other runs.
+KEY = ["grid", "method", "mode", "cell"]
+ROWS_PER_GROUP = 4 * 2  # cells × modes
+
+
+def _lines(path):
+    return path.read_bytes().split(b"\n")
+
+
+def test_rows_are_appended_without_rewriting_what_is_written(tmp_path):
+    out = tmp_path / "gpg.csv"
+    run(out, grids=make_grids(n_grids=2), batch_size=1)
+    first = out.read_bytes()
+    inode = out.stat().st_ino
+    run(out, grids=make_grids(n_grids=4), batch_size=1)
+    assert out.read_bytes().startswith(first) and out.stat().st_ino == inode
+    assert len(_lines(out)) == 1 + 4 * ROWS_PER_GROUP + 1  # header, rows, final newline
+
+
+@pytest.mark.parametrize("kept_rows", [0, 3, 7])
+def test_a_torn_last_group_is_cut_and_recomputed(tmp_path, kept_rows):
+    reference = run(tmp_path / "reference.csv")[1]
+    out = tmp_path / "gpg.csv"
+    run(out)
+    lines = _lines(out)
+    last_group_start = 1 + 3 * ROWS_PER_GROUP
+    # A write killed part-way: some whole lines of the last group, then half a line.
+    torn = b"\n".join(lines[: last_group_start + kept_rows]) + b"\n" + lines[last_group_start + kept_rows][:9]
+    out.write_bytes(torn)
+    model, table = run(out)
+    assert model.images_seen == 1  # only grid 3, the torn group, is computed again
+    pd.testing.assert_frame_equal(table, reference)
+    assert out.read_bytes() == (tmp_path / "reference.csv").read_bytes()
+
+
+def test_a_torn_header_starts_the_file_over(tmp_path):
+    out = tmp_path / "gpg.csv"
+    run(out)
+    complete = out.read_bytes()
+    out.write_bytes(complete[:7])
+    model, _ = run(out)
+    assert model.images_seen == 4 and out.read_bytes() == complete
+
+
+def test_a_file_with_a_group_missing_rows_in_the_middle_is_refused(tmp_path):
+    out = tmp_path / "gpg.csv"
+    run(out)
+    lines = _lines(out)
+    del lines[5]
+    out.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match="corrupt"):
+        run(out)
+
+
+def _fingerprint_of(out):
+    recorded = json.loads(settings_path(out).read_text())
+    recorded.pop("format")
+    return recorded
+
+
+def test_shards_of_an_earlier_distributed_run_are_resumed_and_merged(tmp_path):
+    reference = run(tmp_path / "reference.csv")[1]
+    out = tmp_path / "gpg.csv"
+    # What rank 1 of a killed two-process run left: grids 1 and 3.
+    with ResultStore(out, _fingerprint_of(tmp_path / "reference.csv"), ROWS_PER_GROUP, rank=1, world_size=2) as shard:
+        shard.add(reference[reference["grid"].isin([1, 3])])
+    assert shard_files(out) == [shard_path(out, 1, 2)]
+    model, table = run(out)
+    assert model.images_seen == 2  # grids 0 and 2 only
+    pd.testing.assert_frame_equal(table, reference)
+    assert shard_files(out) == [] and not shard_path(out, 1, 2).parent.exists()
+    on_disk = read_gpg_table(out).sort_values(KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(on_disk, reference.sort_values(KEY).reset_index(drop=True))
+
+
+def test_a_shard_with_other_settings_is_refused(tmp_path):
+    run(tmp_path / "reference.csv")
+    fingerprint = _fingerprint_of(tmp_path / "reference.csv")
+    out = tmp_path / "gpg.csv"
+    with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=1, world_size=2):
+        pass
+    other = {**fingerprint, "refine_settings": {**fingerprint["refine_settings"], "tau": 0.5}}
+    with pytest.raises(ValueError, match=r"rank-1-of-2\.csv holds results computed with other refine_settings"):
+        with ResultStore(out, other, ROWS_PER_GROUP, rank=0, world_size=2):
+            pass
+
+
+def test_a_merge_interrupted_after_writing_the_table_keeps_each_row_once(tmp_path):
+    reference = run(tmp_path / "reference.csv")[1]
+    fingerprint = _fingerprint_of(tmp_path / "reference.csv")
+    out = tmp_path / "gpg.csv"
+    for rank in (0, 1):
+        with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=rank, world_size=2) as shard:
+            shard.add(reference[reference["grid"] % 2 == rank])
+    with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=0, world_size=2) as store:
+        store.merge()
+    # As if the merge had died before deleting the shards: the same rows are in `out` and in a shard.
+    with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=1, world_size=2) as shard:
+        shard.add(reference[reference["grid"] == 1])
+    model, table = run(out)
+    assert model.images_seen == 0
+    pd.testing.assert_frame_equal(table, reference)
+    assert len(read_gpg_table(out)) == len(reference)
+
+
+def test_a_locked_output_is_refused_in_process(tmp_path):
+    out = tmp_path / "gpg.csv"
+    with exclusive_lock(out):
+        with pytest.raises(OutputLockedError, match=rf"gpg.csv is being written by process {os.getpid()}"):
+            run(out)
+    run(out)
+
+
+def test_grids_loaded_by_worker_processes_give_the_same_table(tmp_path):
+    _, in_process = run(None, batch_size=3)
+    _, with_workers = run(None, batch_size=3, workers=2)
+    pd.testing.assert_frame_equal(with_workers, in_process)
+    with pytest.raises(ValueError, match="`workers` must be >= 0"):
+        run(None, workers=-1)
+
+
+def test_a_distributed_run_needs_an_output_and_a_dataset():
+    with pytest.raises(ValueError, match="needs `out`"):
+        _check_distributed(2, None, make_grids())
+    with pytest.raises(TypeError, match="needs `grids` as a Dataset"):
+        _check_distributed(2, "gpg.csv", [(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4))])
+    _check_distributed(1, None, [])

@@ -41,12 +41,12 @@ def check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-def check_positive_int(value: int, name: str) -> int:
-    """Return ``value`` if it is an int >= 1."""
+def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (1 unless told)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {value}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
     return value
 
 

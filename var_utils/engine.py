@@ -123,7 +123,8 @@ def attribute_classes(
     class_sets = class_matrix(classes, inputs.shape[0]).to(inputs.device)
     attribution_method = get_method(method, **method_kwargs)
     with attribution_mode(model):
-        maps = attribution_method.attribute(model, inputs.detach(), class_sets)
+        # A copy: inputs made under torch.inference_mode() cannot be marked as requiring grad.
+        maps = attribution_method.attribute(model, inputs.detach().clone(), class_sets)
     return maps.detach()
 
 

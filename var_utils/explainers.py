@@ -175,4 +175,5 @@ class VarExplainer:
         maps = base_and_var_maps(model, inputs, self.class_sets, self.method, self.refine_settings, modes=(self.mode,))[
             self.mode
         ]
-        return maps[torch.arange(inputs.shape[0]), hits.float().argmax(dim=1)]
+        rows = torch.arange(inputs.shape[0], device=maps.device)
+        return maps[rows, hits.float().argmax(dim=1).to(maps.device)]

@@ -6,6 +6,9 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
+from .._lock import OutputLockedError
 from ..datasets.grids import GRID_PROTOCOLS
 from ..engine import MAP_MODES, MODES
 from ..evaluation.gpg import (
@@ -16,6 +19,7 @@ from ..evaluation.gpg import (
     grid_source,
     summarize,
 )
+from ..evaluation.gpg.distributed import DEVICES, launched_process_group, process_group
 from ..evaluation.metrics import BINARIZATIONS
 from ..methods import METHODS
 from ..models import MODELS, load_model
@@ -32,11 +36,20 @@ def _demo(arguments: argparse.Namespace) -> None:
     print(f"\nFigures and region_attribution.csv written to {arguments.out}/")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _names_from(choices: Sequence[str], kind: str) -> Callable[[str], list[str]]:
@@ -87,9 +100,26 @@ def _add_refine_options(add: Callable) -> None:
 
 
 def _gpg(arguments: argparse.Namespace) -> None:
+    """One rank's share of the run (one process, or each process of ``torchrun``); rank 0 prints the summary."""
     if arguments.source == "imagenet" and arguments.root is None:
         arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
-    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
+    try:
+        with launched_process_group(arguments.device) as device:
+            table = _gpg_table(arguments, device)
+            rank = process_group()[0]
+    except (ValueError, TypeError, OutputLockedError) as error:
+        arguments.error(str(error))
+    if rank == 0:
+        print(_format_summary(summarize(table)))
+        print(f"\n{len(table)} rows in {_gpg_out(arguments)}")
+
+
+def _gpg_out(arguments: argparse.Namespace) -> Path:
+    return arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
+
+
+def _gpg_table(arguments: argparse.Namespace, device: torch.device):
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source]).to(device)
     grids = grid_source(
         arguments.source,
         model,
@@ -104,8 +134,7 @@ def _gpg(arguments: argparse.Namespace) -> None:
     refine_settings = _refine_settings(arguments)
     if arguments.signed:
         refine_settings["use_abs"] = False
-    out = arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
-    table = evaluate_grid_pointing_game(
+    return evaluate_grid_pointing_game(
         model,
         grids,
         methods,
@@ -113,18 +142,19 @@ def _gpg(arguments: argparse.Namespace) -> None:
         refine_settings=refine_settings,
         metric_settings={} if arguments.binarization is None else {"binarization": arguments.binarization},
         batch_size=arguments.batch_size,
-        out=out,
+        out=_gpg_out(arguments),
         progress=not arguments.no_progress,
+        workers=arguments.workers,
     )
-    print(_format_summary(summarize(table)))
-    print(f"\n{len(table)} rows in {out}")
 
 
 def _add_gpg_parser(commands) -> None:
     gpg = commands.add_parser(
         "gpg",
         help="grid pointing game: base vs VAR localisation on 2x2 grids",
-        description="Grid pointing game: base vs VAR localisation on 2x2 grids. Rerunning with the same --out resumes.",
+        description="Grid pointing game: base vs VAR localisation on 2x2 grids. Rerunning with the same --out resumes. "
+        "Under torchrun (e.g. torchrun --standalone --nproc-per-node 2 -m var_utils gpg ...) every process computes "
+        "its share of the grids into its own shard of --out, and rank 0 merges them.",
     )
     add = gpg.add_argument
     add("--source", choices=GRID_SOURCES, default="fashion_mnist", help="grid source (default: fashion_mnist)")
@@ -142,6 +172,8 @@ def _add_gpg_parser(commands) -> None:
     _add_refine_options(add)
     add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
     add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: positive)")
+    add("--device", choices=DEVICES, default="cpu", help="cuda: each process uses the GPU of its local rank")
+    add("--workers", type=_non_negative_int, default=0, help="DataLoader processes that load grids (default: 0)")
     add("--no-progress", action="store_true", help="hide the progress bar")
     gpg.set_defaults(run=_gpg, error=gpg.error)
 

@@ -298,7 +298,7 @@ class Occlusion(RepeatedInputMethod):
         channels, height = inputs.shape[1], inputs.shape[2]
         window = self.window or max(1, height // 14)
         stride = self.stride or max(1, window // 2)
-        return CaptumOcclusion(model).attribute(
+        maps = CaptumOcclusion(model).attribute(
             inputs,
             target=targets,
             sliding_window_shapes=(channels, window, window),
@@ -306,6 +306,9 @@ class Occlusion(RepeatedInputMethod):
             baselines=0.0,
             perturbations_per_eval=self.perturbations_per_eval,
         )
+        # Captum 0.9 sums the logit drops in the logits' dtype but returns them divided by the window counts in
+        # float32; the maps of float64 inputs are cast back (they keep float32's precision).
+        return maps.to(inputs.dtype)
 
 
 class _NamedMethod(RepeatedInputMethod):

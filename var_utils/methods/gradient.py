@@ -77,7 +77,8 @@ class SmoothGrad(AttributionMethod):
     abs : bool, default True
         Average ``|∇|`` (as Captum's ``NoiseTunnel(Saliency)``) or the signed gradient.
     seed : int, default 0
-        Seed of the noise, so maps are reproducible.
+        Seed of the noise (drawn in float32 from a CPU generator), so maps are
+        reproducible, on every device and in every precision.
     """
 
     name = "smoothgrad"
@@ -97,9 +98,11 @@ class SmoothGrad(AttributionMethod):
     def attribute(self, model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """SmoothGrad maps (N, K, C, H, W) of ``classes``: see :meth:`AttributionMethod.attribute`."""
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        noise = torch.randn((self.n_samples, *inputs.shape), generator=generator, dtype=inputs.dtype)
+        # Drawn in float32 whatever the inputs' dtype: the CPU generator draws other numbers for float64, so
+        # one seed gives the same noise (and maps) on every device and in every precision.
+        noise = torch.randn((self.n_samples, *inputs.shape), generator=generator, dtype=torch.float32)
         value_range = (inputs.amax(dim=(1, 2, 3)) - inputs.amin(dim=(1, 2, 3))).view(1, -1, 1, 1, 1)
-        noisy = (inputs.unsqueeze(0) + noise.to(inputs.device) * self.noise_level * value_range).flatten(0, 1)
+        noisy = (inputs.unsqueeze(0) + noise.to(inputs) * self.noise_level * value_range).flatten(0, 1)
         gradients = input_gradients(model, noisy, classes.repeat(self.n_samples, 1))
         if self.abs:
             gradients = gradients.abs()

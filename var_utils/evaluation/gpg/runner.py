@@ -17,12 +17,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..._model_state import model_device
 from ..._validation import check_model, check_positive_int
 from ...datasets.grids import collate_grids
 from ...engine import MAP_MODES, check_modes, derive_maps
 from ...methods import AttributionMethod, get_method
 from ...refine import check_refine_settings
 from ..metrics import check_metric_settings
+from .distributed import owns, process_group, synchronize
 from .scoring import GPG_METRICS, GridBaseMaps, GridScorer, check_result_table
 from .store import ResultStore
 
@@ -74,29 +76,45 @@ def _check_grids(grids: object) -> None:
         )
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    return (items[start : start + size] for start in range(0, len(items), size))
+class _PendingGrids(torch.utils.data.Dataset):
+    """The grids ``ids`` of ``grids``, each with its id: what a DataLoader's workers load."""
+
+    def __init__(self, grids: torch.utils.data.Dataset, ids: Sequence[int]) -> None:
+        self.grids, self.ids = grids, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, position: int) -> tuple[int, object]:
+        return self.ids[position], self.grids[self.ids[position]]
+
+
+def _collate_with_ids(items: Sequence[tuple[int, object]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    images, labels, _ = collate_grids([sample for _, sample in items])
+    return [index for index, _ in items], images, labels
 
 
 def _batches(
-    grids: object, batch_size: int, pending: Callable[[int], bool], run_ids: list[int]
-) -> tuple[Iterator[tuple[list[int], torch.Tensor, torch.Tensor]], int | None]:
+    grids: object, batch_size: int, pending: Callable[[int], bool], run_ids: list[int], workers: int, pin_memory: bool
+) -> tuple[Iterable[tuple[list[int], torch.Tensor, torch.Tensor]], int | None]:
     """(grid ids, images, labels) batches and their number of grids (None if unknown).
 
-    A dataset is indexed directly and only grids with work left are loaded;
-    an iterable of (images, labels, ...) batches is read whole, its grids
-    numbered in order. ``run_ids`` collects the ids of the run's grids.
+    A dataset is loaded by a DataLoader (``workers`` processes decode and
+    compose grids while attribution runs) and only grids with work left are
+    loaded; an iterable of (images, labels, ...) batches is read whole, its
+    grids numbered in order. ``run_ids`` collects the ids of the run's grids.
     """
     if isinstance(grids, torch.utils.data.Dataset):
         run_ids.extend(range(len(grids)))
         todo = [index for index in run_ids if pending(index)]
-
-        def from_dataset():
-            for ids in _chunks(todo, batch_size):
-                images, labels, _ = collate_grids([grids[index] for index in ids])
-                yield list(ids), images, labels
-
-        return from_dataset(), len(todo)
+        loader = torch.utils.data.DataLoader(
+            _PendingGrids(grids, todo),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate_with_ids,
+            pin_memory=pin_memory,
+        )
+        return loader, len(todo)
 
     def from_iterable():
         for batch in grids:
@@ -122,6 +140,7 @@ def grid_base_maps(
     description: str,
     pending: Pending | None = None,
     run_ids: list[int] | None = None,
+    workers: int = 0,
 ) -> Iterator[GridBaseMaps]:
     """The batch loop of every grid pointing game run: base maps per batch of grids and method.
 
@@ -144,6 +163,10 @@ def grid_base_maps(
         (default: every pair). Grids of a dataset without pending work are not loaded.
     run_ids : list of int, optional
         Filled with the ids of the run's grids.
+    workers : int
+        DataLoader worker processes that load the grids of a dataset (0: load
+        them in this process). With the model on CUDA, batches are pinned and
+        copied without blocking.
 
     Yields
     ------
@@ -155,7 +178,10 @@ def grid_base_maps(
     """
     pending = pending or (lambda _index, _name: True)
     run_ids = [] if run_ids is None else run_ids
-    batches, total = _batches(grids, batch_size, lambda index: any(pending(index, n) for n in methods), run_ids)
+    pin_memory = model_device(scorer.model).type == "cuda"
+    batches, total = _batches(
+        grids, batch_size, lambda index: any(pending(index, n) for n in methods), run_ids, workers, pin_memory
+    )
     with tqdm(total=total, unit="grid", desc=description, disable=not progress) as bar:
         for ids, images, labels in batches:
             for name, method in methods.items():
@@ -265,6 +291,7 @@ def evaluate_grid_pointing_game(
     out: str | Path | None = None,
     progress: bool = True,
     grid: tuple[int, int] | None = None,
+    workers: int = 0,
 ) -> pd.DataFrame:
     """Play the grid pointing game: localisation of base and VAR maps, cell by cell.
 
@@ -273,6 +300,12 @@ def evaluate_grid_pointing_game(
     (:func:`var_utils.engine.var_from_base`) reuses them. Each cell is scored
     with its label's map (see :mod:`var_utils.evaluation.gpg.scoring` on
     repeated labels and single-class grids).
+
+    In a process group (``torchrun``, see
+    :mod:`var_utils.evaluation.gpg.distributed`), each rank computes its share
+    of the grids on its model's device and appends to its own shard of ``out``;
+    rank 0 merges the shards once all ranks are done, and every rank returns
+    the merged table. A run without a process group is the one-rank case.
 
     Parameters
     ----------
@@ -283,7 +316,7 @@ def evaluate_grid_pointing_game(
         indices; with ``out``, finished grids are not even loaded), or an
         iterable of ``(images (B, C, H, W), labels (B, n_cells), ...)`` batches
         such as a ``DataLoader`` with ``collate_fn=collate_grids`` (grid ids
-        count up from 0).
+        count up from 0; one-process runs only).
     methods : dict of str to dict
         Method name -> its settings, e.g. ``{"gradcam": {}, "integrated_gradients":
         {"n_steps": 16}}``. A ``"method"`` entry runs a method under another
@@ -301,12 +334,16 @@ def evaluate_grid_pointing_game(
     batch_size : int
         Grids per attribution call (datasets only; batches of an iterable are used as they come).
     out : str or Path, optional
-        CSV written as the run goes and read back to resume; its settings are
-        recorded next to it (:mod:`var_utils.evaluation.gpg.store`).
+        CSV appended to as the run goes and read back to resume; its settings
+        are recorded next to it and it is locked while the run writes it
+        (:mod:`var_utils.evaluation.gpg.store`). Required in a process group.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (rank 0 only).
     grid : tuple of int, optional
         ``(rows, cols)``; default ``grids.grid`` if present, else (2, 2).
+    workers : int, default 0
+        DataLoader worker processes that load a dataset's grids while
+        attribution runs (0: load them in this process).
 
     Returns
     -------
@@ -316,6 +353,14 @@ def evaluate_grid_pointing_game(
         ``out`` included), sorted by grid, method (in ``methods`` order), mode
         and cell. Methods that compare the classes of the set (e.g.
         ``softmax_gradient``) have no rows for single-class grids.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments; ``out`` holds results of other settings; a process
+        group without ``out`` or with an iterable of batches.
+    var_utils._lock.OutputLockedError
+        Another process is writing ``out``.
 
     Examples
     --------
@@ -333,6 +378,9 @@ def evaluate_grid_pointing_game(
     modes = check_modes(modes)
     refine_settings = check_refine_settings(refine_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
+    workers = check_positive_int(workers, "workers", minimum=0)
+    rank, world_size = process_group()
+    _check_distributed(world_size, out, grids)
     fingerprint = None
     if out is not None:
         fingerprint = run_settings(
@@ -343,24 +391,44 @@ def evaluate_grid_pointing_game(
             refine_settings=refine_settings,
             metric_settings=scorer.metric_settings,
         )
-    results = ResultStore(out, fingerprint)
-    done = results.completed()
+    rows_per_group = scorer.grid[0] * scorer.grid[1] * len(modes)
+    results = ResultStore(out, fingerprint, rows_per_group, rank, world_size)
     run_ids: list[int] = []
-    for batch in grid_base_maps(
-        scorer,
-        grids,
-        attribution_methods,
-        batch_size=batch_size,
-        progress=progress,
-        description="grid pointing game",
-        pending=lambda index, name: (index, name) not in done,
-        run_ids=run_ids,
-    ):
-        maps = {mode: derive_maps(batch.base, mode, refine_settings, n_classes=batch.n_classes) for mode in modes}
-        results.add(pd.concat([scorer.rows(batch, mode, maps[mode]) for mode in modes], ignore_index=True))
+    with results:
+        done = results.completed()
+        for batch in grid_base_maps(
+            scorer,
+            grids,
+            attribution_methods,
+            batch_size=batch_size,
+            progress=progress and rank == 0,
+            description="grid pointing game" + (f" (rank 0 of {world_size})" if world_size > 1 else ""),
+            pending=lambda index, name: owns(index, rank, world_size) and (index, name) not in done,
+            run_ids=run_ids,
+            workers=workers,
+        ):
+            maps = {mode: derive_maps(batch.base, mode, refine_settings, n_classes=batch.n_classes) for mode in modes}
+            results.add(pd.concat([scorer.rows(batch, mode, maps[mode]) for mode in modes], ignore_index=True))
+        results.close_shard()  # released before the barrier, so rank 0 can delete the shard
+        synchronize()
+        if rank == 0:
+            results.merge()
+    synchronize()
     table = results.table()
     selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)
     return _ordered(table[selected], list(attribution_methods), modes)
+
+
+def _check_distributed(world_size: int, out: object, grids: object) -> None:
+    if world_size == 1:
+        return
+    if out is None:
+        raise ValueError(f"a run of {world_size} processes needs `out`: each rank writes its shard of it.")
+    if not isinstance(grids, torch.utils.data.Dataset):
+        raise TypeError(
+            f"a run of {world_size} processes needs `grids` as a Dataset (each rank picks its grids by index), "
+            f"got {type(grids).__name__}."
+        )
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

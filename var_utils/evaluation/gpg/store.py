@@ -1,28 +1,52 @@
-"""Results of the grid pointing game on disk: a CSV written atomically, and the settings it was computed with.
+"""Results of the grid pointing game on disk: append-only CSV shards, their settings, and a lock on each.
 
-Every finished (batch, method) is appended to the CSV by writing a complete copy
-next to it and renaming it over the file, so a killed run never leaves a
-half-written CSV. Next to it, ``<out>.settings.json`` holds the run's
-fingerprint: JSON values of the model's name, the grid source's description,
-the modes, the refine and metric settings, and for every method its name and
-declared settings (:meth:`var_utils.AttributionMethod.fingerprint`). A run
-resumes a CSV only when the fingerprints agree; methods may be added.
+For ``out = results/gpg.csv`` a run writes:
+
+- ``results/gpg.csv``: the table. A one-process run appends to it directly
+  (it is that run's only shard); after a distributed run, rank 0 writes the
+  merged table here.
+- ``results/gpg.csv.shards/rank-R-of-W.csv``: the shard of rank R of a
+  W-process run (``torchrun``). Rank 0 merges every shard into ``out`` once
+  all ranks are done, then deletes them.
+- ``<file>.settings.json`` beside ``out`` and each shard: the run's
+  fingerprint (JSON values of the model's name, the grid source's
+  description, the modes, the refine and metric settings, and every method's
+  name and declared settings, :meth:`var_utils.AttributionMethod.fingerprint`).
+  A run resumes only where every fingerprint agrees; methods may be added.
+- ``<file>.lock``: held by the process writing ``<file>`` (:mod:`var_utils._lock`);
+  a second run on the same output is refused with a message naming the holder.
+
+Rows are only ever appended: each (batch, method) goes to its shard in one
+``write`` call of complete CSV lines, so what is written is never rewritten
+and the cost of a batch does not grow with the run. A process killed in the
+middle of a ``write`` leaves a torn tail (a partial line, or the first rows of
+a (grid, method) group); readers ignore it and the next writer of that shard
+truncates it, so a shard is always valid up to its last completed batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import shutil
+import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..._io import atomic_output_path
+from ..._lock import exclusive_lock
 from .scoring import GPG_COLUMNS, typed_table
 
 #: Version of the settings file; older files (without it) cannot be compared and are refused.
 FINGERPRINT_FORMAT = 1
 _SHARED_KEYS = ("model", "source", "modes", "refine_settings", "metric_settings")
+_GROUP = ["grid", "method"]
+_KEY = ["grid", "method", "mode", "cell"]
+_SHARD_NAME = re.compile(r"rank-(\d+)-of-(\d+)\.csv")
 
 
 def read_gpg_table(path: str | Path) -> pd.DataFrame:
@@ -45,7 +69,13 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
     ValueError
         The file's columns are not those of a grid pointing game table.
     """
-    table = pd.read_csv(path, float_precision="round_trip")
+    return _parse(Path(path).read_bytes(), path)
+
+
+def _parse(data: bytes, path: str | Path) -> pd.DataFrame:
+    if not data:
+        return typed_table(pd.DataFrame(columns=GPG_COLUMNS))
+    table = pd.read_csv(io.BytesIO(data), float_precision="round_trip")
     if tuple(table.columns) != GPG_COLUMNS:
         raise ValueError(
             f"{path} is not a grid pointing game table: expected columns {list(GPG_COLUMNS)}, "
@@ -60,7 +90,7 @@ def settings_path(path: str | Path) -> Path:
     Parameters
     ----------
     path : str or Path
-        The results CSV.
+        The results CSV (or one of its shards).
 
     Returns
     -------
@@ -76,6 +106,85 @@ def settings_path(path: str | Path) -> Path:
     return path.with_name(f"{path.name}.settings.json")
 
 
+def shard_path(out: str | Path, rank: int, world_size: int) -> Path:
+    """The file rank ``rank`` of a ``world_size``-process run appends to.
+
+    Parameters
+    ----------
+    out : str or Path
+        The results CSV.
+    rank, world_size : int
+        The process's rank and the number of processes.
+
+    Returns
+    -------
+    Path
+        ``out`` itself for a one-process run, else ``<out>.shards/rank-R-of-W.csv``.
+
+    Examples
+    --------
+    >>> shard_path("results/gpg.csv", 1, 4).as_posix()
+    'results/gpg.csv.shards/rank-1-of-4.csv'
+    >>> shard_path("results/gpg.csv", 0, 1).as_posix()
+    'results/gpg.csv'
+    """
+    out = Path(out)
+    if world_size == 1:
+        return out
+    return out.with_name(f"{out.name}.shards") / f"rank-{rank}-of-{world_size}.csv"
+
+
+def shard_files(out: str | Path) -> list[Path]:
+    """Every shard of ``out`` on disk, of any number of processes, in (world size, rank) order.
+
+    Parameters
+    ----------
+    out : str or Path
+        The results CSV.
+
+    Returns
+    -------
+    list of Path
+        The shard CSVs (none when no distributed run left any).
+    """
+    folder = shard_path(out, 0, 2).parent
+    matches = [(_SHARD_NAME.fullmatch(path.name), path) for path in folder.glob("rank-*-of-*.csv")]
+    return [path for match, path in sorted((m.groups()[::-1], p) for m, p in matches if m)]
+
+
+def _valid_length(data: bytes, rows_per_group: int, path: Path) -> int:
+    """Bytes of ``data`` up to the last complete (grid, method) group: what a torn write leaves out.
+
+    A torn write can only cut the file's last group (one ``write`` per batch),
+    so an incomplete group elsewhere means the file was written some other way.
+    """
+    end = data.rfind(b"\n") + 1
+    if end == 0:
+        return 0
+    table = _parse(data[:end], path)
+    groups = list(zip(table["grid"].tolist(), table["method"].tolist()))
+    tail = len(groups)
+    while tail > 0 and groups[tail - 1] == groups[-1]:
+        tail -= 1
+    complete_rows = tail if len(groups) - tail < rows_per_group else len(groups)
+    complete = table.iloc[:complete_rows]
+    if (complete.groupby(_GROUP).size() != rows_per_group).any() or complete[_KEY].duplicated().any():
+        raise ValueError(
+            f"{path} is corrupt: its (grid, method) groups do not each hold {rows_per_group} distinct rows "
+            "(it was not written by one run at a time); delete it and its settings file to start over."
+        )
+    line_ends = np.cumsum([len(line) + 1 for line in data[:end].split(b"\n")[:-1]])
+    return int(line_ends[complete_rows])
+
+
+def _read_valid(path: Path, rows_per_group: int) -> pd.DataFrame:
+    """The rows of ``path`` up to its last complete group (empty if the file does not exist)."""
+    if not path.exists():
+        return typed_table(pd.DataFrame(columns=GPG_COLUMNS))
+    data = path.read_bytes()
+    return _parse(data[: _valid_length(data, rows_per_group, path)], path)
+
+
 def _conflicts(previous: dict, fingerprint: dict) -> list[str]:
     if previous.get("format") != FINGERPRINT_FORMAT:
         return ["format (the settings file comes from an older version of var_utils)"]
@@ -89,94 +198,212 @@ def _conflicts(previous: dict, fingerprint: dict) -> list[str]:
     return conflicts
 
 
-def _append_csv(path: Path, rows: pd.DataFrame) -> None:
-    """Append ``rows`` by writing a complete copy next to ``path`` and renaming it over it."""
-    existed = path.exists()
-    with atomic_output_path(path) as temporary:
-        if existed:
-            shutil.copyfile(path, temporary)
-        rows.to_csv(temporary, mode="a", header=not existed, index=False)
+def _recorded_settings(path: Path, fingerprint: dict) -> dict:
+    """The fingerprint recorded beside the existing results file ``path``, checked against ``fingerprint``."""
+    sidecar = settings_path(path)
+    if not sidecar.is_file():
+        raise ValueError(
+            f"{path} exists but its settings file {sidecar} does not, so resuming could mix settings; "
+            "delete it or pass another `out`."
+        )
+    previous = json.loads(sidecar.read_text(encoding="utf-8"))
+    conflicts = _conflicts(previous, fingerprint)
+    if conflicts:
+        raise ValueError(
+            f"{path} holds results computed with other {', '.join(conflicts)} (see {sidecar}); "
+            "pass another `out`, or delete it and its settings file to start over."
+        )
+    return previous
+
+
+def _write_settings(path: Path, fingerprint: dict, others: Iterable[dict]) -> None:
+    """Record ``fingerprint`` beside ``path``, its methods merged with those of ``others``."""
+    methods = {}
+    for previous in others:
+        methods.update(previous["methods"])
+    settings = {**fingerprint, "methods": {**methods, **fingerprint["methods"]}}
+    with atomic_output_path(settings_path(path)) as temporary:
+        temporary.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+class _AppendOnlyCSV:
+    """A shard opened for appending: its torn tail cut, then one ``write`` of whole lines per call."""
+
+    def __init__(self, path: Path, rows_per_group: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        data = path.read_bytes()
+        valid = _valid_length(data, rows_per_group, path)
+        if valid < len(data):
+            os.ftruncate(self.descriptor, valid)
+        self.needs_header = valid == 0
+        os.lseek(self.descriptor, 0, os.SEEK_END)
+
+    def append(self, rows: pd.DataFrame) -> None:
+        text = rows.to_csv(header=self.needs_header, index=False, lineterminator="\n")
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(self.descriptor, data) :]
+        self.needs_header = False
+
+    def close(self) -> None:
+        os.close(self.descriptor)
 
 
 class ResultStore:
-    """Rows of a run: in memory, or in the CSV ``out`` (read back to resume).
+    """Rows of a run: in memory, or appended to this process's shard of ``out`` (read back to resume).
+
+    Use it as a context manager: entering locks the files this process writes
+    (its shard, and ``out`` for rank 0), checks every recorded fingerprint and
+    opens the shard; leaving closes it and releases the locks.
 
     Parameters
     ----------
     out : str, Path or None
-        The CSV; None keeps the rows in memory.
+        The results CSV; None keeps the rows in memory.
     fingerprint : dict or None
         The run's settings as JSON values (needed with ``out``): ``model``,
         ``source``, ``modes``, ``refine_settings``, ``metric_settings`` and
         ``methods`` (name -> method fingerprint).
+    rows_per_group : int
+        Rows of one (grid, method): cells × modes. A group with fewer rows at
+        the end of a shard is a torn write.
+    rank, world_size : int
+        This process's rank and the number of processes of the run.
 
     Raises
     ------
     ValueError
-        ``out`` exists with other settings, or without a settings file.
+        (On entering) ``out`` or a shard exists with other settings or
+        without a settings file, or is corrupt.
+    var_utils._lock.OutputLockedError
+        (On entering) another process is writing the same files.
     """
 
-    def __init__(self, out: str | Path | None, fingerprint: dict | None) -> None:
-        self.path = None if out is None else Path(out)
+    def __init__(
+        self, out: str | Path | None, fingerprint: dict | None, rows_per_group: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.out = None if out is None else Path(out)
+        self.fingerprint = None if fingerprint is None else {"format": FINGERPRINT_FORMAT, **fingerprint}
+        self.rows_per_group = rows_per_group
+        self.rank, self.world_size = rank, world_size
         self.frames: list[pd.DataFrame] = []
-        if self.path is not None:
-            self._claim({"format": FINGERPRINT_FORMAT, **json.loads(json.dumps(fingerprint))})
+        self._writer: _AppendOnlyCSV | None = None
+        self._out_lock = contextlib.ExitStack()
+        self._shard_lock = contextlib.ExitStack()
 
-    def _claim(self, fingerprint: dict) -> None:
-        """Refuse to resume under other settings; record the (merged) fingerprint next to the CSV."""
-        sidecar = settings_path(self.path)
-        if self.path.exists():
-            if not sidecar.is_file():
-                raise ValueError(
-                    f"`out` = {self.path} exists but its settings file {sidecar} does not, so resuming could mix "
-                    "settings; delete the CSV or pass another `out`."
-                )
-            previous = json.loads(sidecar.read_text(encoding="utf-8"))
-            conflicts = _conflicts(previous, fingerprint)
-            if conflicts:
-                raise ValueError(
-                    f"`out` = {self.path} holds results computed with other {', '.join(conflicts)} (see {sidecar}); "
-                    "pass another `out`, or delete both files to start over."
-                )
-            fingerprint["methods"] = {**previous["methods"], **fingerprint["methods"]}
-        with atomic_output_path(sidecar) as temporary:
-            temporary.write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
+    @property
+    def shard(self) -> Path | None:
+        """The file this process appends to (None in memory)."""
+        return None if self.out is None else shard_path(self.out, self.rank, self.world_size)
+
+    def __enter__(self) -> ResultStore:
+        if self.out is None:
+            return self
+        with contextlib.ExitStack() as out_lock, contextlib.ExitStack() as shard_lock:
+            if self.rank == 0:
+                out_lock.enter_context(exclusive_lock(self.out))
+            if self.shard != self.out:
+                shard_lock.enter_context(exclusive_lock(self.shard))
+            recorded = [_recorded_settings(path, self.fingerprint) for path in self._existing_files()]
+            _write_settings(self.shard, self.fingerprint, recorded)
+            self._writer = _AppendOnlyCSV(self.shard, self.rows_per_group)
+            self._out_lock, self._shard_lock = out_lock.pop_all(), shard_lock.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close_shard()
+        self._out_lock.close()
+
+    def close_shard(self) -> None:
+        """Stop appending and release the shard's lock (rank 0 keeps the lock on ``out`` until the block ends)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._shard_lock.close()
+
+    def _existing_files(self) -> list[Path]:
+        return [path for path in [self.out, *shard_files(self.out)] if path.exists()]
 
     def completed(self) -> set[tuple[int, str]]:
-        """The (grid, method) pairs the CSV already holds.
+        """The (grid, method) pairs already on disk for this process: in ``out``, its shard, and earlier runs' shards.
+
+        Shards of the other ranks of the current run are not read: they hold
+        none of this process's grids and are being written.
 
         Returns
         -------
         set of tuple of (int, str)
-            Empty without a CSV or before it exists.
+            Empty in memory or before any file exists.
         """
-        if self.path is None or not self.path.exists():
+        if self.out is None:
             return set()
-        table = read_gpg_table(self.path)
+        current = {shard_path(self.out, rank, self.world_size) for rank in range(self.world_size)} - {self.shard}
+        readable = [path for path in self._existing_files() if path not in current]
+        table = pd.concat([_read_valid(path, self.rows_per_group) for path in readable], ignore_index=True)
         return set(zip(table["grid"].tolist(), table["method"].tolist()))
 
     def add(self, rows: pd.DataFrame) -> None:
-        """Keep ``rows``: append them to the CSV, or to the in-memory table.
+        """Keep ``rows``: append them to this process's shard, or to the in-memory table.
 
         Parameters
         ----------
         rows : pandas.DataFrame
-            Rows with the columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
+            Whole (grid, method) groups with the columns
+            :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
         """
-        if self.path is None:
+        if self._writer is None:
             self.frames.append(rows)
         else:
-            _append_csv(self.path, rows)
+            # Each group's rows written together: a torn write can then only cut the last group.
+            self._writer.append(rows.sort_values(_GROUP, kind="stable"))
+
+    def merge(self) -> None:
+        """Fold every shard into ``out`` (rank 0, once all ranks have closed theirs) and delete the shards.
+
+        ``out`` is replaced atomically before any shard is deleted; rows found
+        twice (a merge interrupted after that replacement) are kept once.
+
+        Raises
+        ------
+        ValueError
+            Two files hold different results for one (grid, method, mode, cell).
+        """
+        self.close_shard()
+        shards = shard_files(self.out) if self.out is not None else []
+        if not shards:
+            return
+        files = self._existing_files()
+        table = pd.concat([_read_valid(path, self.rows_per_group) for path in files], ignore_index=True)
+        table = table.drop_duplicates(ignore_index=True)
+        if table[_KEY].duplicated().any():
+            raise ValueError(
+                f"the shards of {self.out} hold different results for the same grid, method, mode and cell; "
+                f"inspect {shards[0].parent} before deleting anything."
+            )
+        recorded = [json.loads(settings_path(path).read_text(encoding="utf-8")) for path in files]
+        with atomic_output_path(self.out) as temporary:
+            table.sort_values("grid", kind="stable").to_csv(temporary, index=False, lineterminator="\n")
+        _write_settings(self.out, self.fingerprint, recorded)
+        for shard in shards:
+            # Locking a shard first refuses to delete one that a process still writes.
+            with exclusive_lock(shard):
+                shard.unlink()
+                settings_path(shard).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            shards[0].parent.rmdir()
 
     def table(self) -> pd.DataFrame:
-        """Every row of the run (from the CSV when there is one).
+        """Every row of the run: ``out`` and any shards on disk, or the in-memory rows.
 
         Returns
         -------
         pandas.DataFrame
             Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
         """
-        if self.path is not None and self.path.exists():
-            return read_gpg_table(self.path)
-        rows = pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame(columns=GPG_COLUMNS)
+        if self.out is not None:
+            frames = [_read_valid(path, self.rows_per_group) for path in self._existing_files()]
+        else:
+            frames = self.frames
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GPG_COLUMNS)
         return typed_table(rows)
