@@ -50,9 +50,11 @@ def reference_table() -> pd.DataFrame:
     methods = {"gradcam": {}, "integrated_gradients": {"n_steps": N_STEPS}}
     grids = fashion_mnist_grids(n_grids=N_GRIDS)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the runs under test (OMP_NUM_THREADS=1); small convolutions run faster so
+    torch.set_num_threads(1)  # as the runs under test (OMP_NUM_THREADS=1)
     try:
-        table = evaluate_grid_pointing_game(load_model("fashion_mnist_cnn"), grids, methods, batch_size=2, progress=False)
+        table = evaluate_grid_pointing_game(
+            load_model("fashion_mnist_cnn"), grids, methods, batch_size=2, progress=False
+        )
     finally:
         torch.set_num_threads(threads)
     return _sorted(table)

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from var_utils.datasets.grids import GridDataset
 from var_utils._lock import OutputLockedError, exclusive_lock
+from var_utils.datasets.grids import GridDataset
 from var_utils.evaluation.gpg import evaluate_grid_pointing_game, read_gpg_table
 from var_utils.evaluation.gpg.runner import _check_distributed
 from var_utils.evaluation.gpg.store import FINGERPRINT_FORMAT, ResultStore, settings_path, shard_files, shard_path
