@@ -41,7 +41,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from var_utils import load_model
-from var_utils.evaluation.gpg import evaluate_grid_pointing_game, fashion_mnist_grids, photo_grids
+from var_utils.evaluation.gpg import (
+    DEFAULT_MODELS,
+    GPG_INTEGRATED_GRADIENTS,
+    evaluate_grid_pointing_game,
+    fashion_mnist_grids,
+    photo_grids,
+)
 from var_utils.evaluation.gpg import store as store_module
 
 QUAD_IMAGENET_GRIDS = 12_500
@@ -49,15 +55,17 @@ METHODS = ("gradcam", "saliency", "input_x_gradient", "guided_backprop", "integr
 STORE_METHODS = ("gradcam", "saliency", "input_x_gradient", "guided_backprop")
 
 
-def _methods(names, n_steps: int) -> dict:
-    return {name: ({"n_steps": n_steps} if name == "integrated_gradients" else {}) for name in names}
+def _methods(names, integrated_gradients: dict) -> dict:
+    return {name: (integrated_gradients if name == "integrated_gradients" else {}) for name in names}
 
 
-def per_method_throughput(model_name: str, grids, n_steps: int, device: torch.device, batch_size: int) -> dict:
+def per_method_throughput(
+    model_name: str, grids, integrated_gradients: dict, device: torch.device, batch_size: int
+) -> dict:
     """Seconds per grid of each method (one warm-up batch first, then the whole set once)."""
     model = load_model(model_name).to(device)
     seconds = {}
-    for name, settings in _methods(METHODS, n_steps).items():
+    for name, settings in _methods(METHODS, integrated_gradients).items():
         run = {name: settings}
         evaluate_grid_pointing_game(model, torch.utils.data.Subset(grids, range(batch_size)), run, progress=False)
         if device.type == "cuda":
@@ -70,15 +78,13 @@ def per_method_throughput(model_name: str, grids, n_steps: int, device: torch.de
     return seconds
 
 
-def _cli_seconds(launcher: list[str], n_grids: int, threads: int, n_steps: int) -> float:
+def _cli_seconds(launcher: list[str], n_grids: int, threads: int) -> float:
     with tempfile.TemporaryDirectory() as folder:
         command = [
             *launcher,
             "gpg",
             "--grids",
             str(n_grids),
-            "--n-steps",
-            str(n_steps),
             "--no-progress",
             "--out",
             str(Path(folder) / "gpg.csv"),
@@ -88,7 +94,7 @@ def _cli_seconds(launcher: list[str], n_grids: int, threads: int, n_steps: int) 
         return time.perf_counter() - start
 
 
-def process_scaling(small: int, large: int, n_steps: int) -> list[tuple[str, float]]:
+def process_scaling(small: int, large: int) -> list[tuple[str, float]]:
     """Grids per second of the command line, start-up removed, for each launch configuration."""
     python = [sys.executable, "-m", "var_utils"]
     torchrun = [
@@ -106,8 +112,8 @@ def process_scaling(small: int, large: int, n_steps: int) -> list[tuple[str, flo
     ]
     rates = []
     for label, launcher, threads in configurations:
-        short = _cli_seconds(launcher, small, threads, n_steps)
-        long = _cli_seconds(launcher, large, threads, n_steps)
+        short = _cli_seconds(launcher, small, threads)
+        long = _cli_seconds(launcher, large, threads)
         rates.append((label, (large - small) / (long - short)))
         print(f"   {label:<40} {small} grids {short:6.1f} s, {large} grids {long:6.1f} s", flush=True)
     return rates
@@ -134,7 +140,7 @@ def store_share(n_grids: int) -> tuple[float, float]:
             evaluate_grid_pointing_game(
                 load_model("fashion_mnist_cnn"),
                 fashion_mnist_grids(n_grids=n_grids),
-                _methods(STORE_METHODS, 16),
+                _methods(STORE_METHODS, {}),
                 out=Path(folder) / "gpg.csv",
                 progress=False,
             )
@@ -150,7 +156,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of part 1 (default: 1)")
-    parser.add_argument("--n-steps", type=int, default=16, help="integrated gradients steps (default: 16)")
     parser.add_argument("--store", action="store_true", help="also measure the results store's share (part 3)")
     parser.add_argument("--quick", action="store_true", help="few grids: a smoke run")
     arguments = parser.parse_args()
@@ -164,19 +169,19 @@ def main() -> None:
     unit = "GPU" if device.type == "cuda" else "CPU"
     print(f"\n1. One process on {device}: seconds per grid; the full Quad-ImageNet run ({QUAD_IMAGENET_GRIDS:,} grids)")
     print(f"   {'model':<20} {'method':<34} {'s/grid':>9} {'grids/s':>9} {'estimate, ' + unit + '-hours':>22}")
-    for model_name, grids in (("efficientnet_lite0", photos), ("fashion_mnist_cnn", fashion)):
-        seconds = per_method_throughput(model_name, grids, arguments.n_steps, device, batch_size=8)
+    for source, grids in (("photos", photos), ("fashion_mnist", fashion)):
+        model_name, integrated_gradients = DEFAULT_MODELS[source], GPG_INTEGRATED_GRADIENTS[source]
+        seconds = per_method_throughput(model_name, grids, integrated_gradients, device, batch_size=8)
         for method, value in seconds.items():
-            label = f"{method} ({arguments.n_steps} steps)" if method == "integrated_gradients" else method
+            steps = integrated_gradients["n_steps"]
+            label = f"{method} ({steps} steps)" if method == "integrated_gradients" else method
             hours = f"{value * QUAD_IMAGENET_GRIDS / 3600:.2f}" if model_name == "efficientnet_lite0" else "-"
             print(f"   {model_name:<20} {label:<34} {value:9.4f} {1 / value:9.1f} {hours:>22}")
 
     if device.type == "cpu":
         small, large = (8, 40) if arguments.quick else (40, 400)
-        print(
-            f"\n2. Command line on Quad-FashionMNIST (default methods, IG {arguments.n_steps} steps), start-up removed"
-        )
-        rates = process_scaling(small, large, arguments.n_steps)
+        print("\n2. Command line on Quad-FashionMNIST (its default methods and steps), start-up removed")
+        rates = process_scaling(small, large)
         for label, rate in rates:
             print(f"   {label:<40} {rate:6.1f} grids/s")
         print(f"   2 processes / 1 process with 1 thread: {rates[2][1] / rates[0][1]:.2f}×")

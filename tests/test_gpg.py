@@ -10,6 +10,7 @@ VAR, has a closed form (softmax shares written out with math.exp).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from var_utils.evaluation.gpg import (
     read_gpg_table,
     summarize,
 )
+from var_utils.evaluation.gpg.store import settings_path
 from var_utils.models import FashionMNISTCNN, Preprocessing, load_model
 
 B = 0.5  # value of the other channels in a colour cell
@@ -512,6 +514,22 @@ def test_cli_reports_a_settings_conflict_without_a_traceback(tmp_path, capsys, r
         main([*argv, "--tau", "0.2"])
     assert error.value.code == 2
     assert "holds results computed with other refine_settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options, recorded",
+    [
+        ([], {"n_steps": 32, "rule": "riemann_graded"}),
+        (["--n-steps", "8"], {"n_steps": 8, "rule": "riemann_graded"}),
+        (["--ig-rule", "riemann_endpoints", "--n-steps", "128"], {"n_steps": 128, "rule": "riemann_endpoints"}),
+    ],
+)
+def test_cli_integrated_gradients_settings(tmp_path, random_fashion_cnn, options, recorded):
+    out = tmp_path / "gpg.csv"
+    argv = ["gpg", "--methods", "integrated_gradients", "--grids", "1", "--no-progress", "--out", str(out), *options]
+    assert main(argv) == 0
+    settings = json.loads(settings_path(out).read_text())["methods"]["integrated_gradients"]["settings"]
+    assert settings == {**recorded, "baseline": None}
 
 
 def test_cli_device_cuda_runs_on_the_gpu_or_says_there_is_none(tmp_path, capsys, random_fashion_cnn):

@@ -22,7 +22,12 @@ import torch
 
 from var_utils import load_model
 from var_utils._lock import lock_holder, lock_path
-from var_utils.evaluation.gpg import evaluate_grid_pointing_game, fashion_mnist_grids, read_gpg_table
+from var_utils.evaluation.gpg import (
+    GPG_INTEGRATED_GRADIENTS,
+    evaluate_grid_pointing_game,
+    fashion_mnist_grids,
+    read_gpg_table,
+)
 from var_utils.evaluation.gpg.store import shard_files, shard_path
 
 N_GRIDS = 40
@@ -47,7 +52,7 @@ ROWS_PER_GROUP = 4 * 2  # cells × modes
 @pytest.fixture(scope="module")
 def reference_table() -> pd.DataFrame:
     """The same run in this process, in memory: what every distributed or resumed run must give."""
-    methods = {"gradcam": {}, "integrated_gradients": {"n_steps": N_STEPS}}
+    methods = {"gradcam": {}, "integrated_gradients": {**GPG_INTEGRATED_GRADIENTS["fashion_mnist"], "n_steps": N_STEPS}}
     grids = fashion_mnist_grids(n_grids=N_GRIDS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the runs under test (OMP_NUM_THREADS=1)

@@ -13,6 +13,7 @@ from ..datasets.grids import GRID_PROTOCOLS
 from ..engine import MAP_MODES, MODES
 from ..evaluation.gpg import (
     DEFAULT_MODELS,
+    GPG_INTEGRATED_GRADIENTS,
     GPG_METRICS,
     GRID_SOURCES,
     evaluate_grid_pointing_game,
@@ -22,6 +23,7 @@ from ..evaluation.gpg import (
 from ..evaluation.gpg.distributed import DEVICES, launched_process_group, process_group
 from ..evaluation.metrics import BINARIZATIONS
 from ..methods import METHODS
+from ..methods.integrated_gradients import INTEGRATION_RULES
 from ..models import MODELS, load_model
 from .explain import OUTPUT_FORMATS, plan_explanations, run_explanations
 
@@ -114,6 +116,23 @@ def _gpg(arguments: argparse.Namespace) -> None:
         print(f"\n{len(table)} rows in {_gpg_out(arguments)}")
 
 
+def _gpg_methods(arguments: argparse.Namespace) -> dict:
+    """The chosen methods; integrated gradients with the source's default rule and steps unless told otherwise."""
+    integrated_gradients = dict(GPG_INTEGRATED_GRADIENTS[arguments.source])
+    if arguments.n_steps is not None:
+        integrated_gradients["n_steps"] = arguments.n_steps
+    if arguments.ig_rule is not None:
+        integrated_gradients["rule"] = arguments.ig_rule
+    return {name: integrated_gradients if name == "integrated_gradients" else {} for name in arguments.methods}
+
+
+def _add_ig_options(add: Callable) -> None:
+    """``--n-steps`` and ``--ig-rule`` (integrated gradients) for a grid pointing game subcommand."""
+    steps = ", ".join(f"{source} {settings['n_steps']}" for source, settings in GPG_INTEGRATED_GRADIENTS.items())
+    add("--n-steps", type=_positive_int, default=None, help=f"integrated gradients steps (default: {steps})")
+    add("--ig-rule", choices=INTEGRATION_RULES, default=None, help="quadrature rule (default: riemann_graded)")
+
+
 def _gpg_out(arguments: argparse.Namespace) -> Path:
     return arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
 
@@ -128,9 +147,7 @@ def _gpg_table(arguments: argparse.Namespace, device: torch.device):
         seed=arguments.seed,
         root=arguments.root,
     )
-    methods = {name: {} for name in arguments.methods}
-    if "integrated_gradients" in methods:
-        methods["integrated_gradients"] = {"n_steps": arguments.n_steps}
+    methods = _gpg_methods(arguments)
     refine_settings = _refine_settings(arguments)
     if arguments.signed:
         refine_settings["use_abs"] = False
@@ -166,7 +183,7 @@ def _add_gpg_parser(commands) -> None:
     add("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
     add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
-    add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    _add_ig_options(add)
     modes = ",".join(MAP_MODES)
     add("--modes", type=_mode_names, default=modes, help=f"comma-separated from {','.join(MODES)} (default: {modes})")
     _add_refine_options(add)
@@ -207,9 +224,7 @@ def _binarizations(arguments: argparse.Namespace) -> None:
 
     model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
     grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
-    methods = {
-        name: {"n_steps": arguments.n_steps} if name == "integrated_gradients" else {} for name in arguments.methods
-    }
+    methods = _gpg_methods(arguments)
     table = binarization_comparison(
         model,
         grids,
@@ -247,7 +262,7 @@ def _add_binarizations_parser(commands) -> None:
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="Fashion-MNIST grid protocol (default: paper)")
     add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
     add("--methods", type=_method_names, default="gradcam", help="comma-separated (default: gradcam)")
-    add("--n-steps", type=_positive_int, default=16, help="integrated gradients steps (default: 16)")
+    _add_ig_options(add)
     add("--modes", type=_mode_names, default=",".join(MAP_MODES), help="comma-separated (default: base,var)")
     choices = ",".join(BINARIZATIONS)
     add("--binarizations", type=_names_from(BINARIZATIONS, "binarization"), default=choices, help=f"default: {choices}")

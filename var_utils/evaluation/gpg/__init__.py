@@ -23,6 +23,7 @@ from .scoring import GPG_COLUMNS, GPG_METRICS, grid_class_sets
 from .sensitivity import SENSITIVITY_COLUMNS, SENSITIVITY_SETTING_COLUMNS, refine_sensitivity, summarize_sensitivity
 from .sources import (
     DEFAULT_MODELS,
+    GPG_INTEGRATED_GRADIENTS,
     GRID_SOURCES,
     QUAD_PHOTOS,
     fashion_mnist_grids,
@@ -39,6 +40,7 @@ __all__ = [
     "CONTRASTIVE_REFERENCES",
     "DEFAULT_MODELS",
     "GPG_COLUMNS",
+    "GPG_INTEGRATED_GRADIENTS",
     "GPG_METRICS",
     "GRID_SOURCES",
     "QUAD_PHOTOS",

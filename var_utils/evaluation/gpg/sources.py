@@ -29,6 +29,14 @@ DEFAULT_MODELS = {
     "photos": "efficientnet_lite0",
     "imagenet": "efficientnet_lite0",
 }
+#: Integrated gradients of each source's default model in the grid pointing game: the fewest steps of the
+#: ``riemann_graded`` rule whose median completeness error matches the original's 128 evenly spaced points
+#: (``benchmarks/ig_accuracy.py``: 16 on EfficientNet-Lite0's 224-pixel grids, 32 on the Fashion-MNIST CNN).
+GPG_INTEGRATED_GRADIENTS = {
+    "fashion_mnist": {"n_steps": 32, "rule": "riemann_graded"},
+    "photos": {"n_steps": 16, "rule": "riemann_graded"},
+    "imagenet": {"n_steps": 16, "rule": "riemann_graded"},
+}
 #: Every offline photo but ``astronaut``, which shows no clear ImageNet class.
 QUAD_PHOTOS = tuple(name for name in PHOTOS if name != "astronaut")
 
