@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from var_utils import load_model
-from var_utils._lock import lock_holder, lock_path
+from var_utils._lock import exclusive_lock, lock_holder, lock_path
 from var_utils.evaluation.gpg import (
     GPG_INTEGRATED_GRADIENTS,
     evaluate_grid_pointing_game,
@@ -193,3 +193,13 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path, reference_ta
     assert status == 0, stderr
     _assert_same_rows(read_gpg_table(out), reference_table)
     assert not lock_path(out).exists()
+
+
+def test_a_rank_that_fails_stops_the_others_instead_of_leaving_them_at_a_barrier(tmp_path):
+    out = tmp_path / "gpg.csv"
+    with exclusive_lock(shard_path(out, 1, 2)):  # rank 1 cannot take its shard
+        status, _, stderr = _finish(_start([*TORCHRUN, "-m", "var_utils"], out), timeout=120)
+    assert status != 0
+    assert f"rank-1-of-2.csv is being written by process {os.getpid()}" in stderr
+    assert "another rank of the run failed" in stderr
+    assert not out.exists()

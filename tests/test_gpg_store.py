@@ -304,3 +304,50 @@ def test_a_distributed_run_needs_an_output_and_a_dataset():
     with pytest.raises(TypeError, match="needs `grids` as a Dataset"):
         _check_distributed(2, "gpg.csv", [(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4))])
     _check_distributed(1, None, [])
+
+
+def test_a_file_of_an_earlier_version_with_interleaved_groups_resumes(tmp_path):
+    out = tmp_path / "gpg.csv"
+    _, reference = run(out)
+    # Earlier versions wrote a batch mode by mode, so one (grid, method)'s rows were not adjacent.
+    read_gpg_table(out).sort_values(["mode", "grid"], kind="stable").to_csv(out, index=False)
+    model, table = run(out)
+    assert model.images_seen == 0
+    pd.testing.assert_frame_equal(table, reference)
+
+
+@pytest.mark.parametrize("name", ["NA", "01", "null", 'a,b "quoted"'])
+def test_method_names_survive_the_csv(tmp_path, name):
+    out = tmp_path / "gpg.csv"
+    _, first = run(out, methods={name: {"method": "gradcam"}})
+    model, resumed = run(out, methods={name: {"method": "gradcam"}})
+    assert model.images_seen == 0 and set(resumed["method"]) == {name} and len(resumed) == 4 * ROWS_PER_GROUP
+    pd.testing.assert_frame_equal(resumed, first)
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "", " "])
+def test_method_names_must_be_one_line_of_text(name):
+    with pytest.raises(ValueError, match="one line"):
+        run(None, methods={name: {"method": "gradcam"}})
+
+
+def test_a_description_with_tuples_resumes(tmp_path):
+    out = tmp_path / "gpg.csv"
+    grids = make_grids(description={"source": "test", "grid": (2, 2)})
+    run(out, grids=grids)
+    model, _ = run(out, grids=grids)
+    assert model.images_seen == 0
+
+
+def test_merge_refuses_while_a_shard_is_written_and_changes_nothing(tmp_path):
+    reference = run(tmp_path / "reference.csv")[1]
+    fingerprint = _fingerprint_of(tmp_path / "reference.csv")
+    out = tmp_path / "gpg.csv"
+    with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=1, world_size=2) as shard:
+        shard.add(reference[reference["grid"] % 2 == 1])
+    with exclusive_lock(shard_path(out, 1, 2)):
+        with ResultStore(out, fingerprint, ROWS_PER_GROUP, rank=0, world_size=2) as store:
+            store.add(reference[reference["grid"] % 2 == 0])
+            with pytest.raises(OutputLockedError, match="rank-1-of-2.csv is being written"):
+                store.merge()
+    assert not out.exists() and len(shard_files(out)) == 2

@@ -20,7 +20,7 @@ from ..evaluation.gpg import (
     grid_source,
     summarize,
 )
-from ..evaluation.gpg.distributed import DEVICES, launched_process_group, process_group
+from ..evaluation.gpg.distributed import DEVICES, OtherRankFailedError, launched_process_group, process_group
 from ..evaluation.metrics import BINARIZATIONS
 from ..methods import METHODS
 from ..methods.integrated_gradients import INTEGRATION_RULES
@@ -109,7 +109,7 @@ def _gpg(arguments: argparse.Namespace) -> None:
         with launched_process_group(arguments.device) as device:
             table = _gpg_table(arguments, device)
             rank = process_group()[0]
-    except (ValueError, TypeError, OutputLockedError) as error:
+    except (ValueError, TypeError, OutputLockedError, OtherRankFailedError) as error:
         arguments.error(str(error))
     if rank == 0:
         print(_format_summary(summarize(table)))

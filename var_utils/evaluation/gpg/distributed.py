@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -20,6 +20,10 @@ import torch.distributed as dist
 #: How long a rank that has finished its share waits for the others at a barrier.
 BARRIER_TIMEOUT = datetime.timedelta(hours=12)
 DEVICES = ("cpu", "cuda")
+
+
+class OtherRankFailedError(RuntimeError):
+    """Another rank of the run failed; this one stopped with it (that rank's error says why)."""
 
 
 def process_group() -> tuple[int, int]:
@@ -64,10 +68,69 @@ def owns(grid_id: int, rank: int, world_size: int) -> bool:
     return grid_id % world_size == rank
 
 
-def synchronize() -> None:
-    """Wait until every rank of the run gets here (nothing to wait for in a one-process run)."""
-    if process_group()[1] > 1:
-        dist.barrier()
+def all_succeeded(succeeded: bool) -> bool:
+    """Wait until every rank of the run gets here; whether all of them succeeded at what they did before.
+
+    A barrier that also carries each rank's outcome, so that a rank that
+    failed makes the others stop instead of waiting for it at the next barrier.
+
+    Parameters
+    ----------
+    succeeded : bool
+        This rank's outcome.
+
+    Returns
+    -------
+    bool
+        True when every rank succeeded (``succeeded`` itself in a one-process run).
+
+    Examples
+    --------
+    >>> all_succeeded(True)
+    True
+    """
+    if process_group()[1] == 1:
+        return succeeded
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    flag = torch.tensor([int(succeeded)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def run_together(step: Callable[[], object]) -> object:
+    """Run ``step`` on every rank; if it fails on any rank, raise on all of them.
+
+    Parameters
+    ----------
+    step : callable
+        What this rank does; its exception, if any, is re-raised here once the
+        other ranks know.
+
+    Returns
+    -------
+    object
+        What ``step`` returned.
+
+    Raises
+    ------
+    Exception
+        ``step``'s own exception on the rank where it failed; on the other ranks
+        :class:`OtherRankFailedError`.
+
+    Examples
+    --------
+    >>> run_together(lambda: 2 + 2)
+    4
+    """
+    try:
+        result, failure = step(), None
+    except Exception as error:  # re-raised below, once every rank knows
+        result, failure = None, error
+    if not all_succeeded(failure is None):
+        if failure is not None:
+            raise failure
+        raise OtherRankFailedError("another rank of the run failed (its error says why); this rank stopped with it.")
+    return result
 
 
 def _device_of_rank(device: str) -> torch.device:

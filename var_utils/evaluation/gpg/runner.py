@@ -9,6 +9,7 @@ scores them under several refine settings.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ...engine import MAP_MODES, check_modes, derive_maps
 from ...methods import AttributionMethod, get_method
 from ...refine import check_refine_settings
 from ..metrics import check_metric_settings
-from .distributed import owns, process_group, synchronize
+from .distributed import owns, process_group, run_together
 from .scoring import GPG_METRICS, GridBaseMaps, GridScorer, check_result_table
 from .store import ResultStore
 
@@ -60,6 +61,8 @@ def build_methods(methods: object) -> dict[str, AttributionMethod]:
     for name, settings in methods.items():
         if not isinstance(name, str) or (settings is not None and not isinstance(settings, Mapping)):
             raise TypeError(f"`methods` must map str names to dicts of settings, got {name!r}: {settings!r}.")
+        if not name.strip() or "\n" in name or "\r" in name:
+            raise ValueError(f"a method's name must be non-empty text on one line (it is a CSV field), got {name!r}.")
         settings = dict(settings or {})
         built[name] = get_method(settings.pop("method", name), **settings)
     return built
@@ -178,12 +181,19 @@ def grid_base_maps(
     """
     pending = pending or (lambda _index, _name: True)
     run_ids = [] if run_ids is None else run_ids
-    pin_memory = model_device(scorer.model).type == "cuda"
+    device = model_device(scorer.model)
     batches, total = _batches(
-        grids, batch_size, lambda index: any(pending(index, n) for n in methods), run_ids, workers, pin_memory
+        grids,
+        batch_size,
+        lambda index: any(pending(index, n) for n in methods),
+        run_ids,
+        workers,
+        device.type == "cuda",
     )
     with tqdm(total=total, unit="grid", desc=description, disable=not progress) as bar:
         for ids, images, labels in batches:
+            # Copied once per batch; from pinned memory the copy overlaps the loading of the next batch.
+            images = images.to(device, non_blocking=True)
             for name, method in methods.items():
                 todo = [position for position, index in enumerate(ids) if pending(index, name)]
                 batch = (
@@ -394,7 +404,8 @@ def evaluate_grid_pointing_game(
     rows_per_group = scorer.grid[0] * scorer.grid[1] * len(modes)
     results = ResultStore(out, fingerprint, rows_per_group, rank, world_size)
     run_ids: list[int] = []
-    with results:
+
+    def compute() -> None:
         done = results.completed()
         for batch in grid_base_maps(
             scorer,
@@ -409,11 +420,13 @@ def evaluate_grid_pointing_game(
         ):
             maps = {mode: derive_maps(batch.base, mode, refine_settings, n_classes=batch.n_classes) for mode in modes}
             results.add(pd.concat([scorer.rows(batch, mode, maps[mode]) for mode in modes], ignore_index=True))
-        results.close_shard()  # released before the barrier, so rank 0 can delete the shard
-        synchronize()
-        if rank == 0:
-            results.merge()
-    synchronize()
+        results.close_shard()  # released before the barrier, so that rank 0 can merge and delete the shard
+
+    # Each step ends at a barrier that also stops every rank when one failed.
+    with contextlib.ExitStack() as stack:
+        run_together(lambda: stack.enter_context(results))
+        run_together(compute)
+        run_together(results.merge if rank == 0 else lambda: None)
     table = results.table()
     selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)
     return _ordered(table[selected], list(attribution_methods), modes)

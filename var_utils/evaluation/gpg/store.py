@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..._io import atomic_output_path
 from ..._lock import exclusive_lock
-from .scoring import GPG_COLUMNS, typed_table
+from .scoring import GPG_COLUMNS, GPG_METRICS, typed_table
 
 #: Version of the settings file; older files (without it) cannot be compared and are refused.
 FINGERPRINT_FORMAT = 1
@@ -75,7 +75,14 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
 def _parse(data: bytes, path: str | Path) -> pd.DataFrame:
     if not data:
         return typed_table(pd.DataFrame(columns=GPG_COLUMNS))
-    table = pd.read_csv(io.BytesIO(data), float_precision="round_trip")
+    # Method and mode names stay strings ("NA" or "01" would otherwise become NaN or 1).
+    table = pd.read_csv(
+        io.BytesIO(data),
+        float_precision="round_trip",
+        dtype={"method": str, "mode": str},
+        keep_default_na=False,
+        na_values={metric: ["", "NaN", "nan"] for metric in GPG_METRICS},
+    )
     if tuple(table.columns) != GPG_COLUMNS:
         raise ValueError(
             f"{path} is not a grid pointing game table: expected columns {list(GPG_COLUMNS)}, "
@@ -149,26 +156,35 @@ def shard_files(out: str | Path) -> list[Path]:
     """
     folder = shard_path(out, 0, 2).parent
     matches = [(_SHARD_NAME.fullmatch(path.name), path) for path in folder.glob("rank-*-of-*.csv")]
-    return [path for match, path in sorted((m.groups()[::-1], p) for m, p in matches if m)]
+    numbered = [((int(match[2]), int(match[1])), path) for match, path in matches if match]
+    return [path for _, path in sorted(numbered)]
 
 
 def _valid_length(data: bytes, rows_per_group: int, path: Path) -> int:
-    """Bytes of ``data`` up to the last complete (grid, method) group: what a torn write leaves out.
+    """Bytes of ``data`` up to its longest prefix of complete (grid, method) groups: what a torn write leaves out.
 
-    A torn write can only cut the file's last group (one ``write`` per batch),
-    so an incomplete group elsewhere means the file was written some other way.
+    The prefix does not depend on the order of rows within it (files of earlier
+    versions interleave a batch's groups). What follows it can only be the
+    start of one torn write, so it must not hold a complete group; a group
+    with too many rows, or a repeated (grid, method, mode, cell), is corruption.
     """
     end = data.rfind(b"\n") + 1
     if end == 0:
         return 0
     table = _parse(data[:end], path)
-    groups = list(zip(table["grid"].tolist(), table["method"].tolist()))
-    tail = len(groups)
-    while tail > 0 and groups[tail - 1] == groups[-1]:
-        tail -= 1
-    complete_rows = tail if len(groups) - tail < rows_per_group else len(groups)
-    complete = table.iloc[:complete_rows]
-    if (complete.groupby(_GROUP).size() != rows_per_group).any() or complete[_KEY].duplicated().any():
+    counts: dict[tuple, int] = {}
+    open_groups = complete_rows = 0
+    for row, group in enumerate(zip(table["grid"].tolist(), table["method"].tolist())):
+        count = counts[group] = counts.get(group, 0) + 1
+        open_groups += (count == 1) - (count == rows_per_group)
+        if open_groups == 0:
+            complete_rows = row + 1
+    tail = set(zip(table["grid"][complete_rows:].tolist(), table["method"][complete_rows:].tolist()))
+    if (
+        any(count > rows_per_group for count in counts.values())
+        or any(counts[group] == rows_per_group for group in tail)
+        or table[_KEY][:complete_rows].duplicated().any()
+    ):
         raise ValueError(
             f"{path} is corrupt: its (grid, method) groups do not each hold {rows_per_group} distinct rows "
             "(it was not written by one run at a time); delete it and its settings file to start over."
@@ -284,7 +300,10 @@ class ResultStore:
         self, out: str | Path | None, fingerprint: dict | None, rows_per_group: int, rank: int = 0, world_size: int = 1
     ) -> None:
         self.out = None if out is None else Path(out)
-        self.fingerprint = None if fingerprint is None else {"format": FINGERPRINT_FORMAT, **fingerprint}
+        # Compared as the JSON it is recorded as (tuples become lists, keys strings).
+        self.fingerprint = (
+            None if fingerprint is None else json.loads(json.dumps({"format": FINGERPRINT_FORMAT, **fingerprint}))
+        )
         self.rows_per_group = rows_per_group
         self.rank, self.world_size = rank, world_size
         self.frames: list[pd.DataFrame] = []
@@ -368,26 +387,31 @@ class ResultStore:
         ------
         ValueError
             Two files hold different results for one (grid, method, mode, cell).
+        var_utils._lock.OutputLockedError
+            Another process still writes a shard (nothing is changed then).
         """
         self.close_shard()
         shards = shard_files(self.out) if self.out is not None else []
         if not shards:
             return
-        files = self._existing_files()
-        table = pd.concat([_read_valid(path, self.rows_per_group) for path in files], ignore_index=True)
-        table = table.drop_duplicates(ignore_index=True)
-        if table[_KEY].duplicated().any():
-            raise ValueError(
-                f"the shards of {self.out} hold different results for the same grid, method, mode and cell; "
-                f"inspect {shards[0].parent} before deleting anything."
-            )
-        recorded = [json.loads(settings_path(path).read_text(encoding="utf-8")) for path in files]
-        with atomic_output_path(self.out) as temporary:
-            table.sort_values("grid", kind="stable").to_csv(temporary, index=False, lineterminator="\n")
-        _write_settings(self.out, self.fingerprint, recorded)
-        for shard in shards:
-            # Locking a shard first refuses to delete one that a process still writes.
-            with exclusive_lock(shard):
+        with contextlib.ExitStack() as locks:
+            # Every shard locked before it is read: none can be written between reading and deleting it.
+            for shard in shards:
+                locks.enter_context(exclusive_lock(shard))
+            files = self._existing_files()
+            table = pd.concat([_read_valid(path, self.rows_per_group) for path in files], ignore_index=True)
+            table = table.drop_duplicates(ignore_index=True)
+            if table[_KEY].duplicated().any():
+                raise ValueError(
+                    f"the shards of {self.out} hold different results for the same grid, method, mode and cell; "
+                    f"inspect {shards[0].parent} before deleting anything."
+                )
+            recorded = [json.loads(settings_path(path).read_text(encoding="utf-8")) for path in files]
+            # Settings first: `out` never exists without them.
+            _write_settings(self.out, self.fingerprint, recorded)
+            with atomic_output_path(self.out) as temporary:
+                table.sort_values("grid", kind="stable").to_csv(temporary, index=False, lineterminator="\n")
+            for shard in shards:
                 shard.unlink()
                 settings_path(shard).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
