@@ -111,3 +111,21 @@ def test_var_sanity_check_matches_quantus_mprt(case):
         finite = np.isfinite(values)
         np.testing.assert_allclose(values[finite], np.asarray(scores)[finite], rtol=1e-5, atol=1e-6)
         assert finite.sum() >= 2, "the comparison must cover real numbers"
+
+
+def test_numpy_inputs_as_quantus_passes_them_give_numpy_maps(case):
+    model, inputs, targets = case
+    explainer = VarExplainer("input_x_gradient", competing_classes(model, inputs, targets, set_size=3))
+    maps = explainer(model, inputs.numpy(), targets.numpy())
+    assert isinstance(maps, np.ndarray) and maps.dtype == np.float32
+    np.testing.assert_array_equal(maps, explainer(model, inputs, targets).numpy())
+    # Passed to a Quantus metric as it is: the same scores as through an explicit numpy wrapper.
+    metric = quantus.Sparseness(disable_warnings=True)
+    direct = metric(model=model, x_batch=inputs.numpy(), y_batch=targets.numpy(), explain_func=explainer)
+
+    def wrapped(model, inputs, targets, **kwargs):
+        return explainer(model, torch.as_tensor(inputs), torch.as_tensor(targets)).numpy()
+
+    via_wrapper = metric(model=model, x_batch=inputs.numpy(), y_batch=targets.numpy(), explain_func=wrapped)
+    np.testing.assert_allclose(direct, via_wrapper)
+    assert np.isfinite(direct).all()

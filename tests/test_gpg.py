@@ -434,6 +434,10 @@ def test_imagenet_grids_on_a_fake_tree_with_a_random_resnet(tmp_path):
     table = evaluate_grid_pointing_game(model, grids, {"gradcam": {}, "saliency": {}}, batch_size=2, progress=False)
     assert len(table) == 3 * 4 * 2 * 2
     assert np.isfinite(table[list(GPG_METRICS)].to_numpy()).all()
+    # Decoded and composed by two DataLoader worker processes instead: the same rows.
+    methods = {"gradcam": {}, "saliency": {}}
+    with_workers = evaluate_grid_pointing_game(model, grids, methods, batch_size=2, progress=False, workers=2)
+    pd.testing.assert_frame_equal(with_workers, table)
 
 
 class NearestColourModel(nn.Module):

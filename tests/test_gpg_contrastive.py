@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -427,3 +428,19 @@ def test_summarize_binarizations_rejects_other_tables():
         summarize_binarizations(pd.DataFrame({"method": ["m"], "mode": ["base"]}))
     with pytest.raises(TypeError, match="DataFrame"):
         summarize_binarizations([1, 2])
+
+
+def test_contrastive_and_binarizations_take_the_seed_and_name_their_outputs_by_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["contrastive", "--grids", "2", "--methods", "contrastive_gradcam", "--seed", "7", "--no-progress"]
+    assert main(arguments) == 0
+    summary = tmp_path / "results" / "contrastive_fashion_mnist_paper_2grids_seed7_summary.csv"
+    assert json.loads(Path(f"{summary}.settings.json").read_text())["source"]["seed"] == 7
+    assert main(["binarizations", "--source", "fashion_mnist", "--grids", "2", "--seed", "7", "--no-progress"]) == 0
+    recorded = json.loads((tmp_path / "results" / "binarizations_fashion_mnist_seed7.csv.settings.json").read_text())
+    assert recorded["source"]["seed"] == 7
+    # The seed changes the grids: another seed, other cells.
+    cells = pd.read_csv(tmp_path / "outputs" / "contrastive_fashion_mnist_paper_2grids_seed7_cells.csv")
+    assert main(["contrastive", "--grids", "2", "--methods", "contrastive_gradcam", "--no-progress"]) == 0
+    default_cells = pd.read_csv(tmp_path / "outputs" / "contrastive_fashion_mnist_paper_2grids_cells.csv")
+    assert cells["label"].tolist() != default_cells["label"].tolist()

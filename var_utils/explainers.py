@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._model_state import predict_logits
+from ._model_state import model_device, predict_logits
 from ._validation import check_choice, check_images, check_logits, check_model, check_targets, renamed_keywords
 from .engine import MODES, base_and_var_maps, class_matrix
 from .methods import AttributionMethod, get_method
@@ -140,23 +141,28 @@ class VarExplainer:
         self.mode = mode
         self.refine_settings = check_refine_settings(refine_settings)
 
-    def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, inputs: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray
+    ) -> torch.Tensor | np.ndarray:
         """The target's map in the explainer's mode (base, VAR, ...) for every image.
 
         Parameters
         ----------
         model : nn.Module
             The classifier to explain (e.g. a randomised copy in sanity checks).
-        inputs : torch.Tensor
-            Images (N, C, H, W), as many as the explainer holds class sets.
-        targets : torch.Tensor
+        inputs : torch.Tensor or numpy.ndarray
+            Images (N, C, H, W), as many as the explainer holds class sets. A
+            numpy array (as Quantus passes its ``x_batch``) is moved to the
+            model's device, and the maps come back as a numpy array.
+        targets : torch.Tensor or numpy.ndarray
             (N,) target class of each image; each must belong to its image's
             row of ``class_sets``.
 
         Returns
         -------
-        torch.Tensor
-            (N, C', H, W) maps of the targets, in the explainer's ``mode``.
+        torch.Tensor or numpy.ndarray
+            (N, C', H, W) maps of the targets, in the explainer's ``mode``; a
+            numpy array when ``inputs`` is one.
 
         Raises
         ------
@@ -164,6 +170,10 @@ class VarExplainer:
             The number of images differs from the number of class sets, or a
             target is not in its class set.
         """
+        from_numpy = isinstance(inputs, np.ndarray)
+        if from_numpy:
+            inputs = torch.as_tensor(inputs, device=model_device(model))
+            targets = torch.as_tensor(np.asarray(targets))
         targets = check_targets(targets, inputs.shape[0])
         if inputs.shape[0] != self.class_sets.shape[0]:
             raise ValueError(
@@ -176,4 +186,5 @@ class VarExplainer:
             self.mode
         ]
         rows = torch.arange(inputs.shape[0], device=maps.device)
-        return maps[rows, hits.float().argmax(dim=1).to(maps.device)]
+        chosen = maps[rows, hits.float().argmax(dim=1).to(maps.device)]
+        return chosen.cpu().numpy() if from_numpy else chosen

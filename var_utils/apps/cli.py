@@ -28,6 +28,8 @@ from ..models import MODELS, load_model
 from .explain import OUTPUT_FORMATS, plan_explanations, run_explanations
 
 GPG_DEFAULT_METHODS = "gradcam,saliency,input_x_gradient,guided_backprop,integrated_gradients"
+#: The paper's shuffle seed of the grid protocols.
+DEFAULT_SEED = 42
 
 
 def _demo(arguments: argparse.Namespace) -> None:
@@ -178,7 +180,7 @@ def _add_gpg_parser(commands) -> None:
     add("--methods", type=_method_names, default=GPG_DEFAULT_METHODS, help=f"comma-separated; {GPG_DEFAULT_METHODS}")
     add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="grid protocol (default: paper)")
-    add("--seed", type=int, default=42, help="shuffle seed (default: 42)")
+    add("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed (default: {DEFAULT_SEED})")
     add("--batch-size", type=_positive_int, default=16, help="grids per attribution call (default: 16)")
     add("--out", type=Path, default=None, help="results CSV (default: results/gpg_SOURCE.csv)")
     add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
@@ -216,6 +218,17 @@ def _explain(arguments: argparse.Namespace) -> int:
     return summary.exit_status
 
 
+def _seed_suffix(arguments: argparse.Namespace) -> str:
+    """``_seedN`` for a non-default shuffle seed, so that default output names keep the seed-42 results."""
+    return "" if arguments.seed == DEFAULT_SEED else f"_seed{arguments.seed}"
+
+
+def _add_source_options(add: Callable) -> None:
+    """``--seed`` and ``--root`` of the Fashion-MNIST grid sources, for a subcommand's ``add_argument``."""
+    add("--seed", type=int, default=DEFAULT_SEED, help=f"Fashion-MNIST shuffle seed (default: {DEFAULT_SEED})")
+    add("--root", type=Path, default=None, help="Fashion-MNIST's data folder (default: the usual places)")
+
+
 def _binarizations(arguments: argparse.Namespace) -> None:
     from ..evaluation.gpg.architectures import save_summary
     from ..evaluation.gpg.binarization import binarization_comparison, summarize_binarizations
@@ -223,7 +236,14 @@ def _binarizations(arguments: argparse.Namespace) -> None:
     from ..refine import check_refine_settings
 
     model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
-    grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
+    grids = grid_source(
+        arguments.source,
+        model,
+        n_grids=arguments.grids,
+        protocol=arguments.protocol,
+        seed=arguments.seed,
+        root=arguments.root,
+    )
     methods = _gpg_methods(arguments)
     table = binarization_comparison(
         model,
@@ -235,7 +255,7 @@ def _binarizations(arguments: argparse.Namespace) -> None:
         progress=not arguments.no_progress,
     )
     summary = summarize_binarizations(table)
-    out = arguments.out or Path("results") / f"binarizations_{arguments.source}.csv"
+    out = arguments.out or Path("results") / f"binarizations_{arguments.source}{_seed_suffix(arguments)}.csv"
     settings = run_settings(
         model,
         grids,
@@ -260,6 +280,7 @@ def _add_binarizations_parser(commands) -> None:
     add = parser.add_argument
     add("--source", choices=("fashion_mnist", "photos"), default="photos", help="grid source (default: photos)")
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="Fashion-MNIST grid protocol (default: paper)")
+    _add_source_options(add)
     add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
     add("--methods", type=_method_names, default="gradcam", help="comma-separated (default: gradcam)")
     _add_ig_options(add)
@@ -302,10 +323,17 @@ def _contrastive(arguments: argparse.Namespace) -> None:
     from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS, CONTRASTIVE_REFERENCES, contrastive_evaluation
 
     model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
-    grids = grid_source(arguments.source, model, n_grids=arguments.grids, protocol=arguments.protocol)
+    grids = grid_source(
+        arguments.source,
+        model,
+        n_grids=arguments.grids,
+        protocol=arguments.protocol,
+        seed=arguments.seed,
+        root=arguments.root,
+    )
     name = arguments.source if arguments.source == "photos" else f"{arguments.source}_{arguments.protocol}"
     # A subset of the grids must not overwrite the results of all of them.
-    name += "" if arguments.grids is None else f"_{arguments.grids}grids"
+    name += ("" if arguments.grids is None else f"_{arguments.grids}grids") + _seed_suffix(arguments)
     # Each contrastive method is compared with VAR on the method it refines, so that method runs too.
     chosen = [*arguments.methods, *(CONTRASTIVE_REFERENCES.get(method) for method in arguments.methods)]
     methods = {method: CONTRASTIVE_METHODS[method] for method in CONTRASTIVE_METHODS if method in chosen}
@@ -336,6 +364,7 @@ def _add_contrastive_parser(commands) -> None:
     names = ",".join(CONTRASTIVE_METHODS)
     add("--source", choices=("fashion_mnist", "photos"), default="fashion_mnist", help="default: fashion_mnist")
     add("--protocol", choices=GRID_PROTOCOLS, default="paper", help="Fashion-MNIST grid protocol (default: paper)")
+    _add_source_options(add)
     add("--grids", type=_positive_int, default=None, help="number of grids (default: all)")
     add("--methods", type=_names_from(CONTRASTIVE_METHODS, "method"), default=names, help=f"default: {names}")
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos) Lite0")
@@ -343,7 +372,8 @@ def _add_contrastive_parser(commands) -> None:
     add("--cells", type=Path, default=None, help="per-cell CSV (default: outputs/contrastive_NAME_cells.csv)")
     parser.epilog = (
         "A class-discriminative method also runs the method whose VAR maps it is compared with (e.g. "
-        "softmax_gradient adds input_x_gradient). With --grids N the outputs are named contrastive_NAME_Ngrids."
+        "softmax_gradient adds input_x_gradient). With --grids N the outputs are named contrastive_NAME_Ngrids, "
+        "with --seed S other than 42 contrastive_NAME_seedS."
     )
     add("--out-dir", type=Path, default=Path("results"), help="folder of the summary and comparison CSVs")
     add("--no-progress", action="store_true", help="hide the progress bar")
