@@ -118,6 +118,20 @@ def _gpg(arguments: argparse.Namespace) -> None:
         print(f"\n{len(table)} rows in {_gpg_out(arguments)}")
 
 
+def _model_and_grids(arguments: argparse.Namespace, device: torch.device | None = None):
+    """The chosen (or the source's default) model on ``device``, and the grids of ``--source``."""
+    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source]).to(device or "cpu")
+    grids = grid_source(
+        arguments.source,
+        model,
+        n_grids=arguments.grids,
+        protocol=arguments.protocol,
+        seed=arguments.seed,
+        root=arguments.root,
+    )
+    return model, grids
+
+
 def _gpg_methods(arguments: argparse.Namespace) -> dict:
     """The chosen methods; integrated gradients with the source's default rule and steps unless told otherwise."""
     integrated_gradients = dict(GPG_INTEGRATED_GRADIENTS[arguments.source])
@@ -140,15 +154,7 @@ def _gpg_out(arguments: argparse.Namespace) -> Path:
 
 
 def _gpg_table(arguments: argparse.Namespace, device: torch.device):
-    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source]).to(device)
-    grids = grid_source(
-        arguments.source,
-        model,
-        n_grids=arguments.grids,
-        protocol=arguments.protocol,
-        seed=arguments.seed,
-        root=arguments.root,
-    )
+    model, grids = _model_and_grids(arguments, device)
     methods = _gpg_methods(arguments)
     refine_settings = _refine_settings(arguments)
     if arguments.signed:
@@ -235,15 +241,7 @@ def _binarizations(arguments: argparse.Namespace) -> None:
     from ..evaluation.gpg.runner import build_methods, run_settings
     from ..refine import check_refine_settings
 
-    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
-    grids = grid_source(
-        arguments.source,
-        model,
-        n_grids=arguments.grids,
-        protocol=arguments.protocol,
-        seed=arguments.seed,
-        root=arguments.root,
-    )
+    model, grids = _model_and_grids(arguments)
     methods = _gpg_methods(arguments)
     table = binarization_comparison(
         model,
@@ -322,15 +320,7 @@ def _add_explain_parser(commands) -> None:
 def _contrastive(arguments: argparse.Namespace) -> None:
     from ..evaluation.gpg.contrastive import CONTRASTIVE_METHODS, CONTRASTIVE_REFERENCES, contrastive_evaluation
 
-    model = load_model(arguments.model or DEFAULT_MODELS[arguments.source])
-    grids = grid_source(
-        arguments.source,
-        model,
-        n_grids=arguments.grids,
-        protocol=arguments.protocol,
-        seed=arguments.seed,
-        root=arguments.root,
-    )
+    model, grids = _model_and_grids(arguments)
     name = arguments.source if arguments.source == "photos" else f"{arguments.source}_{arguments.protocol}"
     # A subset of the grids must not overwrite the results of all of them.
     name += ("" if arguments.grids is None else f"_{arguments.grids}grids") + _seed_suffix(arguments)
