@@ -4,8 +4,8 @@ The public API is re-exported here::
 
     from var_utils import refine, attribute_classes, ClassSpecificAttributionWrapper, load_model
 
-The evaluation names (grid pointing game, localisation metrics) load on first
-use, so ``import var_utils`` stays light (no pandas).
+The evaluation names (grid pointing game, COCO objects, localisation metrics)
+load on first use, so ``import var_utils`` stays light (no pandas).
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from .refine import class_distribution, refine, refine_all, shared_map
 from .wrappers import ClassSpecificAttributionWrapper, ContrastiveAttributionWrapper
 
 _LAZY = {
+    "box_localisation_table": "var_utils.evaluation.metrics",
+    "coco_imagenet_classes": "var_utils.datasets.coco_classes",
+    "coco_object_images": "var_utils.datasets.coco_objects",
+    "evaluate_coco_objects": "var_utils.evaluation.coco",
     "evaluate_grid_pointing_game": "var_utils.evaluation.gpg",
+    "make_coco_scenes": "var_utils.datasets.coco_scenes",
     "explore": "var_utils.apps.explore",
     "localisation_scores": "var_utils.evaluation.metrics",
     "region_attribution": "var_utils.evaluation.metrics",
@@ -41,11 +46,15 @@ __all__ = [
     "attribute_classes",
     "automatic_class_set",
     "base_and_var_maps",
+    "box_localisation_table",
     "class_distribution",
+    "coco_imagenet_classes",
+    "coco_object_images",
     "competition_for_pixels",
     "competing_classes",
     "contrast_to_mean",
     "derive_maps",
+    "evaluate_coco_objects",
     "evaluate_grid_pointing_game",
     "explore",
     "get_method",
@@ -54,6 +63,7 @@ __all__ = [
     "load_model",
     "load_photo",
     "localisation_scores",
+    "make_coco_scenes",
     "refine",
     "refine_all",
     "region_attribution",

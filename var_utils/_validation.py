@@ -145,6 +145,33 @@ def check_model(model: object, name: str = "model") -> nn.Module:
     return model
 
 
+def check_loaded_model(model: object) -> nn.Module:
+    """Raise unless ``model`` is a module with the ``preprocess`` and ``input_size`` of :func:`var_utils.load_model`.
+
+    Parameters
+    ----------
+    model : object
+        The model to check.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
+
+    Raises
+    ------
+    TypeError
+        Not a module, or without ``.preprocess`` or an int ``.input_size``.
+    """
+    check_model(model)
+    if getattr(model, "preprocess", None) is None or not isinstance(getattr(model, "input_size", None), int):
+        raise TypeError(
+            "`model` needs `.preprocess` (with `.normalize`) and `.input_size` attributes, as the models of "
+            "var_utils.load_model have."
+        )
+    return model
+
+
 def check_targets(targets: object, num_images: int, name: str = "targets") -> torch.Tensor:
     """Check one non-negative integer class per image, shape (N,), and return it as int64."""
     targets = check_tensor(targets, name)

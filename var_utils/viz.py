@@ -140,6 +140,54 @@ def overlay_map(image: np.ndarray, shown: np.ndarray, *, cmap: str = "jet", alph
     return cv2.addWeighted(colours, alpha, grey, 1.0 - alpha, 0.0)
 
 
+def draw_boxes(
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    labels: Sequence[str] | None = None,
+    *,
+    colour: tuple[float, float, float] = (1.0, 1.0, 0.0),
+    thickness: int = 1,
+) -> np.ndarray:
+    """The image with boxes (and their labels) drawn on it in 8-bit colour, e.g. COCO objects over a map.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W, 3) RGB image, ``uint8`` or floats in [0, 1].
+    boxes : sequence of sequence of float
+        ``(x0, y0, x1, y1)`` in pixels of the image.
+    labels : sequence of str, optional
+        One text per box, written at its top-left corner.
+    colour : tuple of float, default yellow
+        RGB in [0, 1].
+    thickness : int, default 1
+        Line width in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) float32 RGB in [0, 1], a copy.
+
+    Examples
+    --------
+    >>> drawn = draw_boxes(np.zeros((8, 8, 3)), [(2, 2, 6, 6)], colour=(1.0, 0.0, 0.0))
+    >>> drawn[2, :, 0].tolist()  # the top edge covers the box's columns 2..5
+    [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    if labels is not None and len(labels) != len(boxes):
+        raise ValueError(f"`labels` must hold one text per box ({len(boxes)}), got {len(labels)}.")
+    # Drawn in 8 bits: OpenCV writes text on uint8 images only.
+    drawn = np.ascontiguousarray(np.round(_unit_rgb(image) * 255).astype(np.uint8))
+    rgb = tuple(int(round(255 * value)) for value in colour)
+    for index, box in enumerate(boxes):
+        x0, y0, x1, y1 = (int(round(value)) for value in box)
+        # A box's right and bottom edges are exclusive; cv2 draws to its corner pixel inclusive.
+        cv2.rectangle(drawn, (x0, y0), (x1 - 1, y1 - 1), rgb, thickness)
+        if labels is not None:
+            cv2.putText(drawn, labels[index], (x0 + 2, y0 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, rgb, 1)
+    return drawn.astype(np.float32) / 255
+
+
 def _unit_rgb(image: np.ndarray) -> np.ndarray:
     """An (H, W, 3) image as floats in [0, 1] (``uint8`` is divided by 255)."""
     array = np.asarray(image)

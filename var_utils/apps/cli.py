@@ -1,4 +1,4 @@
-"""Command line: ``python -m var_utils`` demo, explain, gpg, contrastive, binarizations, architectures (``--help``)."""
+"""Command line: ``python -m var_utils`` and its subcommands (``--help`` lists them)."""
 
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ _method_names = _names_from(METHODS, "method")
 _mode_names = _names_from(MODES, "mode")
 
 
-def _format_summary(summary) -> str:
+def _format_summary(summary, metrics: Sequence[str] = GPG_METRICS) -> str:
     shown = summary[["method", "mode", "n"]].copy()
-    for metric in GPG_METRICS:
+    for metric in metrics:
         pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_se"])
         shown[metric] = [f"{mean:.3f} ± {error:.3f}" for mean, error in pairs]
     return shown.to_string(index=False)
@@ -103,16 +103,23 @@ def _add_refine_options(add: Callable) -> None:
     add("--normalize", choices=("joint",), default=None, help="scale the K maps jointly before the softmax")
 
 
+def _run_launched(arguments: argparse.Namespace, compute: Callable):
+    """``compute(arguments, device)`` in this process's share of the run (``torchrun`` or not); (table, rank).
+
+    Bad settings, a locked output and a failed rank become argparse errors (exit status 2, one line).
+    """
+    try:
+        with launched_process_group(arguments.device) as device:
+            return compute(arguments, device), process_group()[0]
+    except (ValueError, TypeError, OSError, OutputLockedError, OtherRankFailedError) as error:
+        arguments.error(str(error))
+
+
 def _gpg(arguments: argparse.Namespace) -> None:
     """One rank's share of the run (one process, or each process of ``torchrun``); rank 0 prints the summary."""
     if arguments.source == "imagenet" and arguments.root is None:
         arguments.error("--source imagenet needs --root DIR (the ImageNet validation set)")
-    try:
-        with launched_process_group(arguments.device) as device:
-            table = _gpg_table(arguments, device)
-            rank = process_group()[0]
-    except (ValueError, TypeError, OutputLockedError, OtherRankFailedError) as error:
-        arguments.error(str(error))
+    table, rank = _run_launched(arguments, _gpg_table)
     if rank == 0:
         print(_format_summary(summarize(table)))
         print(f"\n{len(table)} rows in {_gpg_out(arguments)}")
@@ -132,9 +139,9 @@ def _model_and_grids(arguments: argparse.Namespace, device: torch.device | None 
     return model, grids
 
 
-def _gpg_methods(arguments: argparse.Namespace) -> dict:
+def _gpg_methods(arguments: argparse.Namespace, source: str | None = None) -> dict:
     """The chosen methods; integrated gradients with the source's default rule and steps unless told otherwise."""
-    integrated_gradients = dict(GPG_INTEGRATED_GRADIENTS[arguments.source])
+    integrated_gradients = dict(GPG_INTEGRATED_GRADIENTS[source or arguments.source])
     if arguments.n_steps is not None:
         integrated_gradients["n_steps"] = arguments.n_steps
     if arguments.ig_rule is not None:
@@ -153,19 +160,25 @@ def _gpg_out(arguments: argparse.Namespace) -> Path:
     return arguments.out or Path("results") / f"gpg_{arguments.source}.csv"
 
 
-def _gpg_table(arguments: argparse.Namespace, device: torch.device):
-    model, grids = _model_and_grids(arguments, device)
-    methods = _gpg_methods(arguments)
+def _scoring_settings(arguments: argparse.Namespace) -> dict:
+    """The modes, refine and metric settings given on the command line of gpg or coco."""
     refine_settings = _refine_settings(arguments)
     if arguments.signed:
         refine_settings["use_abs"] = False
+    return {
+        "modes": arguments.modes,
+        "refine_settings": refine_settings,
+        "metric_settings": {} if arguments.binarization is None else {"binarization": arguments.binarization},
+    }
+
+
+def _gpg_table(arguments: argparse.Namespace, device: torch.device):
+    model, grids = _model_and_grids(arguments, device)
     return evaluate_grid_pointing_game(
         model,
         grids,
-        methods,
-        modes=arguments.modes,
-        refine_settings=refine_settings,
-        metric_settings={} if arguments.binarization is None else {"binarization": arguments.binarization},
+        _gpg_methods(arguments),
+        **_scoring_settings(arguments),
         batch_size=arguments.batch_size,
         out=_gpg_out(arguments),
         progress=not arguments.no_progress,
@@ -192,15 +205,91 @@ def _add_gpg_parser(commands) -> None:
     add("--root", type=Path, default=None, help="dataset folder: required for imagenet; Fashion-MNIST's data folder")
     add("--model", choices=MODELS, default=None, help="default: fashion_mnist_cnn or (photos, imagenet) Lite0")
     _add_ig_options(add)
+    _add_scoring_options(add, "grids")
+    gpg.set_defaults(run=_gpg, error=gpg.error)
+
+
+def _add_scoring_options(add: Callable, units: str) -> None:
+    """Modes, refine, binarisation, device, workers and progress options shared by gpg and coco."""
     modes = ",".join(MAP_MODES)
     add("--modes", type=_mode_names, default=modes, help=f"comma-separated from {','.join(MODES)} (default: {modes})")
     _add_refine_options(add)
     add("--signed", action="store_true", help="compare signed maps in the softmax instead of |A|")
     add("--binarization", choices=BINARIZATIONS, default=None, help="for precision/recall/F1/IoU (default: positive)")
     add("--device", choices=DEVICES, default="cpu", help="cuda: each process uses the GPU of its local rank")
-    add("--workers", type=_non_negative_int, default=0, help="DataLoader processes that load grids (default: 0)")
+    add("--workers", type=_non_negative_int, default=0, help=f"DataLoader processes that load {units} (default: 0)")
     add("--no-progress", action="store_true", help="hide the progress bar")
-    gpg.set_defaults(run=_gpg, error=gpg.error)
+
+
+COCO_DEFAULT_METHODS = "gradcam,guided_backprop"
+
+
+def _coco_out(arguments: argparse.Namespace) -> Path:
+    return arguments.out or Path("results") / "coco_objects.csv"
+
+
+def _coco_table(arguments: argparse.Namespace, device: torch.device):
+    from ..datasets.coco_objects import coco_object_images
+    from ..evaluation.coco import evaluate_coco_objects
+
+    model = load_model(arguments.model).to(device)
+    objects = coco_object_images(
+        model,
+        arguments.root,
+        annotations=arguments.annotations,
+        images=arguments.images,
+        min_area=arguments.min_area,
+        n_images=arguments.n_images,
+    )
+    return evaluate_coco_objects(
+        model,
+        objects,
+        _gpg_methods(arguments, "imagenet"),
+        class_rule=arguments.class_rule,
+        **_scoring_settings(arguments),
+        batch_size=arguments.batch_size,
+        out=_coco_out(arguments),
+        progress=not arguments.no_progress,
+        workers=arguments.workers,
+    )
+
+
+def _coco(arguments: argparse.Namespace) -> None:
+    from ..evaluation.coco import COCO_METRICS, summarize_objects
+
+    if arguments.root is None and (arguments.annotations is None or arguments.images is None):
+        arguments.error("give --root DIR (a COCO 2017 tree), or both --annotations FILE and --images DIR")
+    table, rank = _run_launched(arguments, _coco_table)
+    if rank == 0:
+        print(_format_summary(summarize_objects(table), COCO_METRICS))
+        print(f"\n{len(table)} rows ({table['image'].nunique()} images) in {_coco_out(arguments)}")
+
+
+def _add_coco_parser(commands) -> None:
+    from ..datasets.coco_objects import DEFAULT_MIN_AREA
+    from ..evaluation.coco import CLASS_RULES
+
+    parser = commands.add_parser(
+        "coco",
+        help="objects in COCO images: base vs VAR maps scored against the objects' boxes",
+        description="COCO images holding objects of two or more ImageNet-mapped categories (each object at least "
+        "--min-area of the image): per object, energy in box, pointing and binarised precision/recall/F1/IoU of "
+        "base and VAR maps. Rerunning with the same --out resumes; torchrun shares the images among processes.",
+    )
+    add = parser.add_argument
+    add("--root", type=Path, default=None, help="COCO 2017 tree: annotations/instances_val2017.json and val2017/")
+    add("--annotations", type=Path, default=None, help="instances JSON (default: ROOT/annotations/...val2017.json)")
+    add("--images", type=Path, default=None, help="image folder (default: ROOT/val2017)")
+    add("--model", choices=MODELS, default="efficientnet_lite0", help="an ImageNet model (default: efficientnet_lite0)")
+    add("--methods", type=_method_names, default=COCO_DEFAULT_METHODS, help=f"comma-separated; {COCO_DEFAULT_METHODS}")
+    add("--out", type=Path, default=None, help="results CSV (default: results/coco_objects.csv)")
+    add("--min-area", type=float, default=DEFAULT_MIN_AREA, help=f"smallest object area share ({DEFAULT_MIN_AREA})")
+    add("--class-rule", choices=CLASS_RULES, default="top", help="top: one class per category; all: every class")
+    add("--n-images", type=_positive_int, default=None, help="evaluate the first N selected images (default: all)")
+    add("--batch-size", type=_positive_int, default=8, help="images per attribution call (default: 8)")
+    _add_ig_options(add)
+    _add_scoring_options(add, "images")
+    parser.set_defaults(run=_coco, error=parser.error)
 
 
 def _explain(arguments: argparse.Namespace) -> int:
@@ -427,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
     _add_explain_parser(commands)
     _add_gpg_parser(commands)
+    _add_coco_parser(commands)
     _add_contrastive_parser(commands)
     _add_binarizations_parser(commands)
     _add_architectures_parser(commands)

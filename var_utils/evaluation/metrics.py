@@ -26,7 +26,7 @@ Conventions shared by every function here
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -152,14 +152,32 @@ def _positive_shares(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
     return _safe_ratio(sums, sums.sum(dim=1, keepdim=True))
 
 
-def _pointing(maps: torch.Tensor, cells: torch.Tensor, grid: Grid) -> torch.Tensor:
+#: ``region_sums(values)`` -> (sum of each (N, H, W) map inside its target region, sum over the whole map), each (N,).
+RegionSums = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _cell_region_sums(cells: torch.Tensor, grid: Grid) -> RegionSums:
+    def region_sums(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sums = _cell_sums(values, grid)
+        return sums.gather(1, cells[:, None]).squeeze(1), sums.sum(dim=1)
+
+    return region_sums
+
+
+def _mask_region_sums(masks: torch.Tensor) -> RegionSums:
+    def region_sums(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (values * masks).sum(dim=(1, 2)), values.sum(dim=(1, 2))
+
+    return region_sums
+
+
+def _pointing(maps: torch.Tensor, region_sums: RegionSums) -> torch.Tensor:
     peak = maps.amax(dim=(1, 2), keepdim=True)
     # Ties are split evenly: the score is the share of maximal pixels inside the
-    # cell, i.e. the expected hit rate of a random tie-break, so a plateau that
-    # spans several cells is not a sure hit for each of them.
-    peak_counts = _cell_sums((maps == peak).to(maps.dtype), grid)
-    score = peak_counts.gather(1, cells[:, None]).squeeze(1) / peak_counts.sum(dim=1)
-    return torch.where(peak.flatten() > 0, score, 0.0)
+    # region, i.e. the expected hit rate of a random tie-break, so a plateau that
+    # spans several regions is not a sure hit for each of them.
+    inside, total = region_sums((maps == peak).to(maps.dtype))
+    return torch.where(peak.flatten() > 0, inside / total, 0.0)
 
 
 def _binarize(maps: torch.Tensor, method: str, top_fraction: float, max_fraction: float) -> torch.Tensor:
@@ -183,28 +201,28 @@ def _binarize(maps: torch.Tensor, method: str, top_fraction: float, max_fraction
     return (positive & (flat >= threshold[:, None])).reshape(maps.shape)
 
 
-def _overlap_scores(binary: torch.Tensor, cells: torch.Tensor, grid: Grid, dtype: torch.dtype) -> dict:
-    hits = _cell_sums(binary.to(dtype), grid)
-    true_positive = hits.gather(1, cells[:, None]).squeeze(1)
-    predicted = hits.sum(dim=1)
-    cell_area = binary.shape[1] * binary.shape[2] / (grid[0] * grid[1])
-    # The cell is never empty, so only precision can be 0/0 (empty binarised map): define it as 0.
+def _overlap_scores(binary: torch.Tensor, region_sums: RegionSums, dtype: torch.dtype) -> dict:
+    true_positive, predicted = region_sums(binary.to(dtype))
+    area, _ = region_sums(torch.ones_like(binary, dtype=dtype))
+    # Regions are never empty, so only precision can be 0/0 (empty binarised map): define it as 0.
     return {
         "precision": _safe_ratio(true_positive, predicted),
-        "recall": true_positive / cell_area,
-        "f1": 2 * true_positive / (predicted + cell_area),
-        "iou": true_positive / (predicted + cell_area - true_positive),
+        "recall": true_positive / area,
+        "f1": 2 * true_positive / (predicted + area),
+        "iou": true_positive / (predicted + area - true_positive),
     }
 
 
 def _scores(
-    maps: torch.Tensor, cells: torch.Tensor, grid: Grid, binarization: str, top_fraction: float, max_fraction: float
+    maps: torch.Tensor, region_sums: RegionSums, binarization: str, top_fraction: float, max_fraction: float
 ) -> dict[str, torch.Tensor]:
+    """Every localisation score of (N, H, W) channel-summed maps against their target regions."""
     check_choice(binarization, "binarization", BINARIZATIONS)
     binary = _binarize(maps, binarization, top_fraction, max_fraction)
-    scores = _overlap_scores(binary, cells, grid, maps.dtype)
-    scores["region_attribution"] = _positive_shares(maps, grid).gather(1, cells[:, None]).squeeze(1)
-    scores["pointing"] = _pointing(maps, cells, grid)
+    scores = _overlap_scores(binary, region_sums, maps.dtype)
+    inside, total = region_sums(maps.clamp(min=0))
+    scores["region_attribution"] = _safe_ratio(inside, total)
+    scores["pointing"] = _pointing(maps, region_sums)
     return scores
 
 
@@ -309,7 +327,7 @@ def pointing_accuracy(attribution: torch.Tensor | np.ndarray, cell: int, grid: G
     grid = check_grid(grid)
     maps = _channel_sum(attribution, "attribution", batched=False)
     cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
-    return float(_pointing(maps, cells, grid)[0])
+    return float(_pointing(maps, _cell_region_sums(cells, grid))[0])
 
 
 def binarize(
@@ -497,7 +515,7 @@ def localisation_scores(
     grid = check_grid(grid)
     maps = _channel_sum(attribution, "attribution", batched=False)
     cells = torch.tensor([_check_cell(cell, grid[0] * grid[1])], device=maps.device)
-    scores = _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
+    scores = _scores(maps, _cell_region_sums(cells, grid), binarization, top_fraction, max_fraction)
     return {name: float(value[0]) for name, value in scores.items()}
 
 
@@ -545,7 +563,135 @@ def localisation_table(
     grid = check_grid(grid)
     maps = _channel_sum(attributions, "attributions", batched=True)
     cells = _check_cells(cells, maps.shape[0], grid[0] * grid[1], maps.device)
-    return _scores(maps, cells, grid, binarization, top_fraction, max_fraction)
+    return _scores(maps, _cell_region_sums(cells, grid), binarization, top_fraction, max_fraction)
+
+
+def _check_boxes(boxes: object, count: int | None, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Boxes as a float64 (N, 4) tensor on ``device``; ``count`` is the N expected (None: any)."""
+    if isinstance(boxes, (np.ndarray, list, tuple)):
+        boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64) if len(boxes) else np.zeros((0, 4)))
+    boxes = check_tensor(boxes, "boxes")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"`boxes` must hold pixel coordinates, got dtype {boxes.dtype}.")
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or count not in (None, boxes.shape[0]):
+        expected = "(N, 4)" if count is None else f"({count}, 4)"
+        raise ValueError(f"`boxes` must have shape {expected} as (x0, y0, x1, y1), got {tuple(boxes.shape)}.")
+    boxes = boxes.to(device=device, dtype=torch.float64)
+    check_finite(boxes, "boxes")
+    x0, y0, x1, y1 = boxes.unbind(1)
+    empty = (x1 <= x0) | (y1 <= y0) | (x1 <= 0) | (y1 <= 0) | (x0 >= width) | (y0 >= height)
+    if empty.any():
+        index = int(empty.nonzero()[0])
+        raise ValueError(
+            f"`boxes[{index}]` = {boxes[index].tolist()} must have x0 < x1 and y0 < y1 and overlap the "
+            f"{height}×{width} map."
+        )
+    return boxes
+
+
+def _axis_mask(start: torch.Tensor, stop: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, size): pixels whose centre lies in [start, stop); a box thinner than a pixel keeps its middle pixel."""
+    centres = torch.arange(size, device=start.device, dtype=start.dtype) + 0.5
+    inside = (centres >= start[:, None]) & (centres < stop[:, None])
+    middle = ((start + stop) / 2).floor().clamp(0, size - 1).long()
+    inside[torch.arange(len(start), device=start.device), middle] |= ~inside.any(dim=1)
+    return inside
+
+
+def _masks_of(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    x0, y0, x1, y1 = boxes.unbind(1)
+    return _axis_mask(y0, y1, height)[:, :, None] & _axis_mask(x0, x1, width)[:, None, :]
+
+
+def box_masks(boxes: torch.Tensor | np.ndarray | Sequence, shape_hw: tuple[int, int]) -> torch.Tensor:
+    """Boolean masks of boxes given in pixel coordinates.
+
+    A pixel belongs to a box when its centre lies inside it (``x0 <= x + 0.5 < x1``,
+    likewise for y), so a box on pixel edges covers exactly its pixels and a
+    box with fractional corners covers the pixels it mostly covers. A box
+    thinner than one pixel keeps the pixel at its middle: no mask is empty.
+
+    Parameters
+    ----------
+    boxes : torch.Tensor, numpy.ndarray or sequence
+        Shape (N, 4): ``(x0, y0, x1, y1)`` in pixels of the map, x to the right
+        and y down; parts outside the map are clipped.
+    shape_hw : tuple of int
+        Map size ``(H, W)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Bool tensor of shape (N, H, W).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Boxes of another shape, not finite, with ``x1 <= x0`` or ``y1 <= y0``,
+        or outside the map.
+
+    Examples
+    --------
+    >>> box_masks([[1.0, 0.0, 3.0, 1.0]], (2, 4)).int()
+    tensor([[[0, 1, 1, 0],
+             [0, 0, 0, 0]]], dtype=torch.int32)
+    """
+    if not isinstance(shape_hw, (tuple, list)) or len(shape_hw) != 2:
+        raise TypeError(f"`shape_hw` must be a pair (H, W) of ints, got {shape_hw!r}.")
+    height, width = (check_positive_int(size, "shape_hw") for size in shape_hw)
+    device = boxes.device if isinstance(boxes, torch.Tensor) else torch.device("cpu")
+    return _masks_of(_check_boxes(boxes, None, height, width, device), height, width)
+
+
+def box_localisation_table(
+    attributions: torch.Tensor | np.ndarray,
+    boxes: torch.Tensor | np.ndarray | Sequence,
+    *,
+    binarization: str = "positive",
+    top_fraction: float = DEFAULT_TOP_FRACTION,
+    max_fraction: float = DEFAULT_MAX_FRACTION,
+) -> dict[str, torch.Tensor]:
+    """Localisation scores of a batch of maps against one box each (objects in natural images).
+
+    The definitions of :func:`localisation_table` with the box (see
+    :func:`box_masks`) in place of the grid cell: ``region_attribution`` is
+    the share of the map's positive attribution inside the box ("energy in
+    box"), ``pointing`` the share of the map's maximal pixels inside it, and
+    precision, recall, F1 and IoU compare the binarised map with the box.
+
+    Parameters
+    ----------
+    attributions : torch.Tensor or numpy.ndarray
+        Maps of shape (N, C, H, W) (C may be 1).
+    boxes : torch.Tensor, numpy.ndarray or sequence
+        Shape (N, 4): each map's box ``(x0, y0, x1, y1)`` in pixels of the map.
+    binarization : {"positive", "mean", "top", "max"}, default "positive"
+        Binarisation method of :func:`binarize`.
+    top_fraction, max_fraction : float
+        Parameters of :func:`binarize`.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``precision``, ``recall``, ``f1``, ``iou``, ``region_attribution`` and
+        ``pointing``, each of shape (N,), on the device of ``attributions``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Maps or boxes of the wrong type, shape or values.
+
+    Examples
+    --------
+    >>> maps = torch.zeros(1, 1, 4, 4)
+    >>> maps[0, 0, 1, 1], maps[0, 0, 3, 3] = 3.0, 1.0
+    >>> scores = box_localisation_table(maps, [[0, 0, 2, 2]])
+    >>> scores["region_attribution"], scores["pointing"], scores["iou"]
+    (tensor([0.7500]), tensor([1.]), tensor([0.2000]))
+    """
+    maps = _channel_sum(attributions, "attributions", batched=True)
+    masks = _masks_of(_check_boxes(boxes, maps.shape[0], *maps.shape[1:], maps.device), *maps.shape[1:])
+    return _scores(maps, _mask_region_sums(masks.to(maps.dtype)), binarization, top_fraction, max_fraction)
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:

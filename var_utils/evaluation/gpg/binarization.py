@@ -4,7 +4,7 @@ Precision, recall, F1 and IoU depend on how a map is binarised
 (:func:`var_utils.evaluation.metrics.binarize`); region attribution and
 pointing do not. :func:`binarization_comparison` computes every method's base
 maps once per batch (the batch loop of
-:func:`~var_utils.evaluation.gpg.runner.grid_base_maps`), derives the maps of
+:func:`~var_utils.evaluation.gpg.runner.base_map_batches`), derives the maps of
 each mode from them and scores those under every binarisation.
 """
 
@@ -20,7 +20,7 @@ from ..._validation import check_positive_int
 from ...engine import check_modes, derive_maps
 from ...refine import check_refine_settings
 from ..metrics import BINARIZATIONS, check_metric_settings
-from .runner import build_methods, grid_base_maps, scorer_for, summarize
+from .runner import base_map_batches, build_methods, scorer_for, summarize
 from .scoring import GridScorer, check_result_table
 
 #: Column that names the binarisation of a :func:`binarization_comparison` row.
@@ -109,7 +109,7 @@ def binarization_comparison(
     refine_settings = check_refine_settings(refine_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
     frames: list[list[pd.DataFrame]] = [[] for _ in binarizations]
-    for batch in grid_base_maps(
+    for batch in base_map_batches(
         first, grids, attribution_methods, batch_size=batch_size, progress=progress, description="binarisations"
     ):
         for mode in modes:

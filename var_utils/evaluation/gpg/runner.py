@@ -1,15 +1,19 @@
-"""The grid pointing game run: one batch loop over grids and methods, scored, stored and summarised.
+"""The evaluation run: one batch loop over units (grids, images) and methods, scored, stored and summarised.
 
-:func:`grid_base_maps` is the one loop every run goes through: it batches the
-grids, skips the (grid, method) pairs that are done, and yields one method's
-base maps for a batch at a time. :func:`evaluate_grid_pointing_game` scores
-those maps and their VAR maps; :func:`var_utils.evaluation.gpg.sensitivity.refine_sensitivity`
-scores them under several refine settings.
+:func:`base_map_batches` is the one loop every run goes through: it batches
+the units, skips the (unit, method) pairs that are done, and yields one
+method's base maps for a batch at a time. :func:`run_evaluation` scores those
+maps and the maps derived from them, stores and resumes them, in one process
+or many; :func:`evaluate_grid_pointing_game` is that run on grids,
+:func:`var_utils.evaluation.coco.evaluate_coco_objects` on COCO images, and
+:func:`var_utils.evaluation.gpg.sensitivity.refine_sensitivity` scores the
+maps under several refine settings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -20,13 +24,12 @@ from tqdm.auto import tqdm
 
 from ..._model_state import model_device
 from ..._validation import check_model, check_positive_int
-from ...datasets.grids import collate_grids
 from ...engine import MAP_MODES, check_modes, derive_maps
 from ...methods import AttributionMethod, get_method
 from ...refine import check_refine_settings
 from ..metrics import check_metric_settings
 from .distributed import owns, process_group, run_together
-from .scoring import GPG_METRICS, GridBaseMaps, GridScorer, check_result_table
+from .scoring import GPG_METRICS, BaseMaps, GridScorer, ResultSchema, Scorer, check_result_table
 from .store import ResultStore
 
 Pending = Callable[[int, str], bool]
@@ -79,42 +82,58 @@ def _check_grids(grids: object) -> None:
         )
 
 
-class _PendingGrids(torch.utils.data.Dataset):
-    """The grids ``ids`` of ``grids``, each with its id: what a DataLoader's workers load."""
+class _PendingUnits(torch.utils.data.Dataset):
+    """The units at ``positions`` of ``units``, each with its id: what a DataLoader's workers load."""
 
-    def __init__(self, grids: torch.utils.data.Dataset, ids: Sequence[int]) -> None:
-        self.grids, self.ids = grids, ids
+    def __init__(self, units: torch.utils.data.Dataset, positions: Sequence[int], ids: Sequence[int]) -> None:
+        self.units, self.positions, self.ids = units, positions, ids
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.positions)
 
     def __getitem__(self, position: int) -> tuple[int, object]:
-        return self.ids[position], self.grids[self.ids[position]]
+        index = self.positions[position]
+        return self.ids[index], self.units[index]
 
 
-def _collate_with_ids(items: Sequence[tuple[int, object]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    images, labels, _ = collate_grids([sample for _, sample in items])
-    return [index for index, _ in items], images, labels
+def _collate_with_ids(collate: Callable, items: Sequence[tuple[int, object]]) -> tuple[list[int], torch.Tensor, object]:
+    images, targets = collate([sample for _, sample in items])
+    return [index for index, _ in items], images, targets
+
+
+def _take(targets: torch.Tensor | Sequence, positions: list[int]) -> torch.Tensor | list:
+    """The targets of some units of a batch: rows of a tensor, or items of a list."""
+    return targets[positions] if isinstance(targets, torch.Tensor) else [targets[p] for p in positions]
 
 
 def _batches(
-    grids: object, batch_size: int, pending: Callable[[int], bool], run_ids: list[int], workers: int, pin_memory: bool
-) -> tuple[Iterable[tuple[list[int], torch.Tensor, torch.Tensor]], int | None]:
-    """(grid ids, images, labels) batches and their number of grids (None if unknown).
+    grids: object,
+    batch_size: int,
+    pending: Callable[[int], bool],
+    run_ids: list[int],
+    workers: int,
+    pin_memory: bool,
+    collate: Callable,
+) -> tuple[Iterable[tuple[list[int], torch.Tensor, object]], int | None]:
+    """(unit ids, images, targets) batches and their number of units (None if unknown).
 
     A dataset is loaded by a DataLoader (``workers`` processes decode and
-    compose grids while attribution runs) and only grids with work left are
-    loaded; an iterable of (images, labels, ...) batches is read whole, its
-    grids numbered in order. ``run_ids`` collects the ids of the run's grids.
+    compose units while attribution runs, ``collate`` batches them) and only
+    units with work left are loaded; a unit's id is its index, or its entry of
+    the dataset's ``unit_ids`` when it has them; an iterable of (images, labels, ...)
+    batches of grids is read whole, its grids numbered in order. ``run_ids``
+    collects the ids of the run's units.
     """
     if isinstance(grids, torch.utils.data.Dataset):
-        run_ids.extend(range(len(grids)))
-        todo = [index for index in run_ids if pending(index)]
+        # A unit's id is its index, unless the dataset names them (COCO image ids).
+        ids = list(getattr(grids, "unit_ids", range(len(grids))))
+        run_ids.extend(ids)
+        todo = [index for index, unit in enumerate(ids) if pending(unit)]
         loader = torch.utils.data.DataLoader(
-            _PendingGrids(grids, todo),
+            _PendingUnits(grids, todo, ids),
             batch_size=batch_size,
             num_workers=workers,
-            collate_fn=_collate_with_ids,
+            collate_fn=functools.partial(_collate_with_ids, collate),
             pin_memory=pin_memory,
         )
         return loader, len(todo)
@@ -133,8 +152,8 @@ def _batches(
     return from_iterable(), None
 
 
-def grid_base_maps(
-    scorer: GridScorer,
+def base_map_batches(
+    scorer: Scorer,
     grids: torch.utils.data.Dataset | Iterable,
     methods: Mapping[str, AttributionMethod],
     *,
@@ -144,15 +163,17 @@ def grid_base_maps(
     pending: Pending | None = None,
     run_ids: list[int] | None = None,
     workers: int = 0,
-) -> Iterator[GridBaseMaps]:
-    """The batch loop of every grid pointing game run: base maps per batch of grids and method.
+) -> Iterator[BaseMaps]:
+    """The batch loop of every run: base maps per batch of units (grids, images) and method.
 
     Parameters
     ----------
-    scorer : GridScorer
-        Computes the base maps.
-    grids : Dataset of GridSample or iterable of batches
-        As in :func:`evaluate_grid_pointing_game`.
+    scorer : GridScorer or CocoScorer
+        Batches the units (``collate``), completes their targets once per
+        batch (``prepare``) and computes the base maps (``base_maps``).
+    grids : Dataset or iterable of batches
+        The units: a dataset of grids or COCO images, or (grids only) an
+        iterable of batches as in :func:`evaluate_grid_pointing_game`.
     methods : dict of str to AttributionMethod
         The methods, by name.
     batch_size : int
@@ -173,11 +194,12 @@ def grid_base_maps(
 
     Yields
     ------
-    GridBaseMaps
-        One method's base maps of the pending grids of a batch, batches in
-        grid order and methods in ``methods`` order within a batch. Grids a
-        method cannot score (single-class grids of a method that compares
-        classes, see :meth:`GridScorer.base_maps`) are left out.
+    GridBaseMaps or ImageBaseMaps
+        One method's base maps of the pending units of a batch, batches in
+        unit order and methods in ``methods`` order within a batch. Units a
+        method cannot score (single-class units of a method that compares
+        classes, see :func:`~var_utils.evaluation.gpg.scoring.attribute_class_sets`)
+        are left out.
     """
     pending = pending or (lambda _index, _name: True)
     run_ids = [] if run_ids is None else run_ids
@@ -189,15 +211,19 @@ def grid_base_maps(
         run_ids,
         workers,
         device.type == "cuda",
+        scorer.collate,
     )
-    with tqdm(total=total, unit="grid", desc=description, disable=not progress) as bar:
-        for ids, images, labels in batches:
+    with tqdm(total=total, unit=scorer.schema.unit, desc=description, disable=not progress) as bar:
+        for ids, images, targets in batches:
             # Copied once per batch; from pinned memory the copy overlaps the loading of the next batch.
             images = images.to(device, non_blocking=True)
+            targets = scorer.prepare(images, targets)
             for name, method in methods.items():
                 todo = [position for position, index in enumerate(ids) if pending(index, name)]
                 batch = (
-                    scorer.base_maps(name, method, [ids[p] for p in todo], images[todo], labels[todo]) if todo else None
+                    scorer.base_maps(name, method, [ids[p] for p in todo], images[todo], _take(targets, todo))
+                    if todo
+                    else None
                 )
                 if batch is not None:
                     yield batch
@@ -250,13 +276,13 @@ def run_settings(
     }
 
 
-def _ordered(table: pd.DataFrame, method_names: Sequence[str], modes: Sequence[str]) -> pd.DataFrame:
+def _ordered(table: pd.DataFrame, method_names: Sequence[str], modes: Sequence[str], schema: ResultSchema):
     ranks = {"method": {n: i for i, n in enumerate(method_names)}, "mode": {m: i for i, m in enumerate(modes)}}
 
     def rank(column: pd.Series) -> pd.Series:
         return column.map(ranks[column.name]) if column.name in ranks else column
 
-    return table.sort_values(["grid", "method", "mode", "cell"], key=rank, kind="stable").reset_index(drop=True)
+    return table.sort_values(schema.key, key=rank, kind="stable").reset_index(drop=True)
 
 
 def scorer_for(model: nn.Module, grids: object, metric_settings: Mapping | None, grid: tuple[int, int] | None):
@@ -384,36 +410,100 @@ def evaluate_grid_pointing_game(
     1  gradcam   var  16
     """
     scorer = scorer_for(model, grids, metric_settings, grid)
-    attribution_methods = build_methods(methods)
+    return run_evaluation(
+        scorer,
+        grids,
+        build_methods(methods),
+        modes=modes,
+        refine_settings=refine_settings,
+        batch_size=batch_size,
+        out=out,
+        progress=progress,
+        workers=workers,
+        description="grid pointing game",
+    )
+
+
+def run_evaluation(
+    scorer: Scorer,
+    units: torch.utils.data.Dataset | Iterable,
+    methods: Mapping[str, AttributionMethod],
+    *,
+    modes: Sequence[str],
+    refine_settings: Mapping | None,
+    batch_size: int,
+    out: str | Path | None,
+    progress: bool,
+    workers: int,
+    description: str,
+) -> pd.DataFrame:
+    """Score base maps and the maps derived from them, unit by unit; stored, resumable, in one process or many.
+
+    The run behind :func:`evaluate_grid_pointing_game` and
+    :func:`var_utils.evaluation.coco.evaluate_coco_objects`: what is scored
+    and how is the scorer's (its ``schema`` names the table's columns).
+
+    Parameters
+    ----------
+    scorer : GridScorer or CocoScorer
+        Batches the units, computes their base maps and scores maps.
+    units : Dataset or iterable of batches
+        The grids or images (an iterable of batches: grids in one process only).
+    methods : dict of str to AttributionMethod
+        The built methods (:func:`build_methods`), by name.
+    modes : sequence of str
+        Which maps to score, from :data:`var_utils.engine.MODES`.
+    refine_settings : dict, optional
+        Settings of :func:`var_utils.refine_all`.
+    batch_size : int
+        Units per attribution call (datasets only).
+    out : str or Path, optional
+        The results CSV, appended to and resumed (:mod:`var_utils.evaluation.gpg.store`).
+    progress : bool
+        Show a tqdm progress bar (rank 0 only).
+    workers : int
+        DataLoader worker processes that load a dataset's units.
+    description : str
+        The progress bar's label.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The scorer's columns, one row per scored item of this run (rows read
+        back from ``out`` included), sorted by unit, method (in ``methods``
+        order), mode and item.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments; ``out`` holds results of other settings; a process
+        group without ``out`` or with an iterable of batches.
+    var_utils._lock.OutputLockedError
+        Another process is writing ``out``.
+    """
     modes = check_modes(modes)
     refine_settings = check_refine_settings(refine_settings)
     batch_size = check_positive_int(batch_size, "batch_size")
     workers = check_positive_int(workers, "workers", minimum=0)
     rank, world_size = process_group()
-    _check_distributed(world_size, out, grids)
+    _check_distributed(world_size, out, units)
     fingerprint = None
     if out is not None:
         fingerprint = run_settings(
-            model,
-            grids,
-            attribution_methods,
-            modes,
-            refine_settings=refine_settings,
-            metric_settings=scorer.metric_settings,
+            scorer.model, units, methods, modes, refine_settings=refine_settings, **scorer.recorded_settings()
         )
-    rows_per_group = scorer.grid[0] * scorer.grid[1] * len(modes)
-    results = ResultStore(out, fingerprint, rows_per_group, rank, world_size)
+    results = ResultStore(out, fingerprint, scorer.rows_per_group(len(modes)), rank, world_size, scorer.schema)
     run_ids: list[int] = []
 
     def compute() -> None:
         done = results.completed()
-        for batch in grid_base_maps(
+        for batch in base_map_batches(
             scorer,
-            grids,
-            attribution_methods,
+            units,
+            methods,
             batch_size=batch_size,
             progress=progress and rank == 0,
-            description="grid pointing game" + (f" (rank 0 of {world_size})" if world_size > 1 else ""),
+            description=description + (f" (rank 0 of {world_size})" if world_size > 1 else ""),
             pending=lambda index, name: owns(index, rank, world_size) and (index, name) not in done,
             run_ids=run_ids,
             workers=workers,
@@ -428,19 +518,20 @@ def evaluate_grid_pointing_game(
         run_together(compute)
         run_together(results.merge if rank == 0 else lambda: None)
     table = results.table()
-    selected = table["grid"].isin(run_ids) & table["method"].isin(list(attribution_methods)) & table["mode"].isin(modes)
-    return _ordered(table[selected], list(attribution_methods), modes)
+    unit = scorer.schema.unit
+    selected = table[unit].isin(run_ids) & table["method"].isin(list(methods)) & table["mode"].isin(modes)
+    return _ordered(table[selected], list(methods), modes, scorer.schema)
 
 
-def _check_distributed(world_size: int, out: object, grids: object) -> None:
+def _check_distributed(world_size: int, out: object, units: object) -> None:
     if world_size == 1:
         return
     if out is None:
         raise ValueError(f"a run of {world_size} processes needs `out`: each rank writes its shard of it.")
-    if not isinstance(grids, torch.utils.data.Dataset):
+    if not isinstance(units, torch.utils.data.Dataset):
         raise TypeError(
             f"a run of {world_size} processes needs `grids` as a Dataset (each rank picks its grids by index), "
-            f"got {type(grids).__name__}."
+            f"got {type(units).__name__}."
         )
 
 
@@ -474,11 +565,37 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
       method  mode  n  pointing_mean  pointing_se
     0      m  base  2            0.5          0.5
     """
-    check_result_table(table, ["method", "mode", *GPG_METRICS], "evaluate_grid_pointing_game")
-    grouped = table.groupby(["method", "mode"], sort=False)[list(GPG_METRICS)]
+    return summarize_scores(table, GPG_METRICS, "evaluate_grid_pointing_game")
+
+
+def summarize_scores(table: pd.DataFrame, metrics: Sequence[str], producer: str) -> pd.DataFrame:
+    """Mean and standard error of ``metrics`` per method and mode (the rows of each group are its items).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A results table with ``method``, ``mode`` and the ``metrics``.
+    metrics : sequence of str
+        The score columns.
+    producer : str
+        The function whose tables are expected, for messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, mode) in order of appearance; ``n`` and
+        ``<metric>_mean``, ``<metric>_se`` (``std(ddof=1) / sqrt(n)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``table`` is not a DataFrame, lacks a column, or is empty.
+    """
+    check_result_table(table, ["method", "mode", *metrics], producer)
+    grouped = table.groupby(["method", "mode"], sort=False)[list(metrics)]
     means, errors = grouped.mean(), grouped.sem()
     summary = pd.DataFrame({"n": grouped.size()})
-    for metric in GPG_METRICS:
+    for metric in metrics:
         summary[f"{metric}_mean"] = means[metric]
         summary[f"{metric}_se"] = errors[metric]
     return summary.reset_index()

@@ -12,8 +12,9 @@ sections 2 and 5).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from ..._model_state import model_device
+from ...datasets.grids import GridSample, collate_grids
 from ...engine import attribute_classes
 from ...methods import AttributionMethod
 from ..metrics import localisation_table
@@ -28,6 +30,37 @@ from ..metrics import localisation_table
 GPG_METRICS = ("region_attribution", "precision", "recall", "f1", "iou", "pointing")
 GPG_COLUMNS = ("grid", "cell", "label", "n_classes", "method", "mode", *GPG_METRICS)
 _INTEGER_COLUMNS = ("grid", "cell", "label", "n_classes")
+
+
+def pad_class_sets(sets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class sets of a batch padded to one width for the engine.
+
+    Parameters
+    ----------
+    sets : sequence of sequence of int
+        Each unit's distinct classes (a grid's labels, an image's object classes).
+
+    Returns
+    -------
+    classes : torch.Tensor
+        (N, K): each set, then filler classes (the smallest indices not in
+        it). K is the largest set size of the batch, at least 2. Fillers only
+        pad the rows; their maps are never used.
+    n_classes : torch.Tensor
+        (N,): the size of each set.
+
+    Examples
+    --------
+    >>> pad_class_sets([[3, 5, 7], [1]])
+    (tensor([[3, 5, 7],
+            [1, 0, 2]]), tensor([3, 1]))
+    """
+    width = max([2, *(len(row) for row in sets)])
+    padded = [
+        list(row) + list(itertools.islice((c for c in itertools.count() if c not in row), width - len(row)))
+        for row in sets
+    ]
+    return torch.tensor(padded, dtype=torch.long), torch.tensor([len(row) for row in sets], dtype=torch.long)
 
 
 def grid_class_sets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -42,9 +75,7 @@ def grid_class_sets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     -------
     classes : torch.Tensor
         (N, K) distinct classes per grid: first its distinct labels in order of
-        appearance, then filler classes (the smallest indices not among them).
-        K is the largest number of distinct labels in the batch, at least 2.
-        Fillers only pad the rows; their maps are never used.
+        appearance, then filler classes (see :func:`pad_class_sets`).
     positions : torch.Tensor
         (N, n_cells): column of ``classes`` that holds each cell's label.
     n_classes : torch.Tensor
@@ -64,17 +95,60 @@ def grid_class_sets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     """
     rows = labels.tolist()
     distinct = [list(dict.fromkeys(row)) for row in rows]
-    width = max([2, *(len(row) for row in distinct)])
-    padded = [
-        row + list(itertools.islice((c for c in itertools.count() if c not in row), width - len(row)))
-        for row in distinct
-    ]
+    classes, n_classes = pad_class_sets(distinct)
     positions = [[row.index(label) for label in cells] for cells, row in zip(rows, distinct)]
-    return (
-        torch.tensor(padded, dtype=torch.long),
-        torch.tensor(positions, dtype=torch.long),
-        torch.tensor([len(row) for row in distinct], dtype=torch.long),
-    )
+    return classes, torch.tensor(positions, dtype=torch.long), n_classes
+
+
+def attribute_class_sets(
+    model: nn.Module, method: AttributionMethod, images: torch.Tensor, classes: torch.Tensor, n_classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Base maps of each unit's class set, from :func:`var_utils.attribute_classes` calls.
+
+    A method that compares the classes of its set
+    (``method.compares_classes``: the softmax gradient, contrastive Grad-CAM,
+    CLRP, SGLRP) must not see the filler classes that pad the sets to one
+    width, so its units are attributed in groups of equal set size, and units
+    with a single class (nothing to contrast with) are left out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+    method : AttributionMethod
+        The base method.
+    images : torch.Tensor
+        (N, C, H, W) images; moved to the model's device.
+    classes, n_classes : torch.Tensor
+        Padded class sets and their sizes (:func:`pad_class_sets`).
+
+    Returns
+    -------
+    tuple of torch.Tensor or None
+        ``(base, kept)``: (N', K, C', H, W) maps of the kept units (columns
+        beyond a set's size are fillers' maps, or zero for methods that compare
+        classes) and the (N',) indices of the kept units; None when no unit
+        can be attributed with ``method``.
+    """
+    device = model_device(model)
+    if not getattr(method, "compares_classes", False):
+        base = attribute_classes(model, images.to(device), classes.to(device), method)
+        return base, torch.arange(len(classes))
+    kept = (n_classes > 1).nonzero().flatten()
+    if not len(kept):
+        return None
+    classes, n_classes, images = classes[kept], n_classes[kept], images[kept]
+    groups = {count: (n_classes == count).nonzero().flatten() for count in sorted(set(n_classes.tolist()))}
+    maps = {
+        count: attribute_classes(model, images[rows].to(device), classes[rows, :count].to(device), method)
+        for count, rows in groups.items()
+    }
+    some = next(iter(maps.values()))
+    # Columns beyond a unit's set size stay zero: they are never scored or refined (n_classes).
+    base = some.new_zeros((len(kept), classes.shape[1], *some.shape[2:]))
+    for count, rows in groups.items():
+        base[rows.to(base.device), :count] = maps[count]
+    return base, kept
 
 
 def _cell_maps(maps: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -113,6 +187,77 @@ def check_result_table(table: object, columns: Iterable[str], producer: str, pur
         raise ValueError(f"`table` is empty: there is nothing to {purpose}.")
 
 
+@dataclass(frozen=True)
+class ResultSchema:
+    """The columns of a results table, their types, and how its rows group.
+
+    A run writes its rows in groups of one evaluated unit (a grid, an image)
+    and one method; the store uses the schema to type what it reads back and to
+    tell complete groups from a torn write.
+
+    Attributes
+    ----------
+    title : str
+        What produced the table, for messages ("grid pointing game").
+    unit : str
+        Column of the evaluated unit's id (``"grid"``).
+    item : str
+        Column of the scored item within a unit (``"cell"``).
+    columns : tuple of str
+        Every column, in file order.
+    integer_columns : tuple of str
+        Integer columns; ``method`` and ``mode`` are text, the ``metrics`` float.
+    metrics : tuple of str
+        The float score columns.
+    items_column : str or None
+        A column that holds a unit's number of items when it varies (COCO
+        objects); None when every unit has the same number.
+    """
+
+    title: str
+    unit: str
+    item: str
+    columns: tuple[str, ...]
+    integer_columns: tuple[str, ...]
+    metrics: tuple[str, ...]
+    items_column: str | None = None
+
+    @property
+    def group(self) -> list[str]:
+        """Columns of a group: the unit and the method."""
+        return [self.unit, "method"]
+
+    @property
+    def key(self) -> list[str]:
+        """Columns that identify a row."""
+        return [self.unit, "method", "mode", self.item]
+
+    def typed(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The table's columns in order, with one dtype per column whatever the table came from.
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            A table with (at least) the schema's columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Integer id columns, string ``method`` and ``mode``, float64 metrics.
+        """
+        types = {
+            **dict.fromkeys(self.integer_columns, "int64"),
+            "method": str,
+            "mode": str,
+            **dict.fromkeys(self.metrics, "float64"),
+        }
+        return table[list(self.columns)].astype(types)
+
+
+#: The grid pointing game's table: one row per grid × cell × method × mode.
+GPG_SCHEMA = ResultSchema("grid pointing game", "grid", "cell", GPG_COLUMNS, _INTEGER_COLUMNS, GPG_METRICS)
+
+
 def typed_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table's :data:`GPG_COLUMNS` in order, with one dtype per column whatever the table came from.
 
@@ -127,13 +272,37 @@ def typed_table(table: pd.DataFrame) -> pd.DataFrame:
         Integer ``grid``, ``cell``, ``label`` and ``n_classes``, string
         ``method`` and ``mode``, float64 metrics.
     """
-    types = {
-        **dict.fromkeys(_INTEGER_COLUMNS, "int64"),
-        "method": str,
-        "mode": str,
-        **dict.fromkeys(GPG_METRICS, "float64"),
-    }
-    return table[list(GPG_COLUMNS)].astype(types)
+    return GPG_SCHEMA.typed(table)
+
+
+class BaseMaps(Protocol):
+    """One method's base maps of a batch of units, as every scorer's ``base_maps`` returns them."""
+
+    method: str
+    base: torch.Tensor
+    n_classes: torch.Tensor
+
+
+class Scorer(Protocol):
+    """What the run loop needs of a scorer (:class:`GridScorer`, :class:`~var_utils.evaluation.coco.CocoScorer`)."""
+
+    model: nn.Module
+    metric_settings: dict
+    schema: ClassVar[ResultSchema]
+
+    def collate(self, samples: Sequence) -> tuple[torch.Tensor, object]: ...  # noqa: D102
+
+    def prepare(self, images: torch.Tensor, targets: object) -> object: ...  # noqa: D102
+
+    def rows_per_group(self, n_modes: int) -> int: ...  # noqa: D102
+
+    def recorded_settings(self) -> dict: ...  # noqa: D102
+
+    def base_maps(  # noqa: D102
+        self, name: str, method: AttributionMethod, ids: list[int], images: torch.Tensor, targets: object
+    ) -> BaseMaps | None: ...
+
+    def rows(self, batch: BaseMaps, mode: str, maps: torch.Tensor) -> pd.DataFrame: ...  # noqa: D102
 
 
 @dataclass(frozen=True)
@@ -182,6 +351,26 @@ class GridScorer:
     metric_settings: dict
     grid: tuple[int, int]
 
+    schema: ClassVar[ResultSchema] = GPG_SCHEMA
+
+    @staticmethod
+    def collate(samples: Sequence[GridSample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and cell labels of a batch of grid samples."""
+        images, labels, _ = collate_grids(samples)
+        return images, labels
+
+    def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """A grid's targets are its cell labels as they come."""
+        return labels
+
+    def rows_per_group(self, n_modes: int) -> int:
+        """Rows of one (grid, method): cells × modes."""
+        return self.grid[0] * self.grid[1] * n_modes
+
+    def recorded_settings(self) -> dict:
+        """The scoring settings recorded with results: the binarisation."""
+        return {"metric_settings": self.metric_settings}
+
     def base_maps(
         self, name: str, method: AttributionMethod, grid_ids: list[int], images: torch.Tensor, labels: torch.Tensor
     ) -> GridBaseMaps | None:
@@ -224,26 +413,12 @@ class GridScorer:
                 f"grid labels must have shape (N, {n_cells}) for grid {self.grid}, got {tuple(labels.shape)}."
             )
         classes, positions, n_classes = grid_class_sets(labels)
-        device = model_device(self.model)
-        if not getattr(method, "compares_classes", False):
-            base = attribute_classes(self.model, images.to(device), classes.to(device), method)
-            return GridBaseMaps(name, grid_ids, labels, base, positions, n_classes)
-        kept = (n_classes > 1).nonzero().flatten()
-        if not len(kept):
+        attributed = attribute_class_sets(self.model, method, images, classes, n_classes)
+        if attributed is None:
             return None
-        classes, positions, n_classes, images = classes[kept], positions[kept], n_classes[kept], images[kept]
-        groups = {count: (n_classes == count).nonzero().flatten() for count in sorted(set(n_classes.tolist()))}
-        maps = {
-            count: attribute_classes(self.model, images[rows].to(device), classes[rows, :count].to(device), method)
-            for count, rows in groups.items()
-        }
-        some = next(iter(maps.values()))
-        # Columns beyond a grid's set size stay zero: they are never scored or refined (n_classes).
-        base = some.new_zeros((len(kept), classes.shape[1], *some.shape[2:]))
-        for count, rows in groups.items():
-            base[rows.to(base.device), :count] = maps[count]
+        base, kept = attributed
         ids = [grid_ids[position] for position in kept.tolist()]
-        return GridBaseMaps(name, ids, labels[kept], base, positions, n_classes)
+        return GridBaseMaps(name, ids, labels[kept], base, positions[kept], n_classes[kept])
 
     def rows(self, batch: GridBaseMaps, mode: str, maps: torch.Tensor) -> pd.DataFrame:
         """Scores of one kind of maps, one row per cell.

@@ -1,7 +1,7 @@
 """The grid pointing game under several refine settings, at the cost of one run.
 
 The base maps of a batch are computed once per method (the batch loop of
-:func:`~var_utils.evaluation.gpg.runner.grid_base_maps`), then refined and
+:func:`~var_utils.evaluation.gpg.runner.base_map_batches`), then refined and
 scored under every setting. :func:`summarize_sensitivity` averages the rows per
 setting and method.
 """
@@ -17,7 +17,7 @@ from torch import nn
 from ..._validation import check_positive_int
 from ...engine import var_from_base
 from ...refine import check_refine_settings
-from .runner import build_methods, grid_base_maps, scorer_for, summarize
+from .runner import base_map_batches, build_methods, scorer_for, summarize
 from .scoring import GPG_COLUMNS, check_result_table, typed_table
 
 #: Columns that name and describe a refine setting in a :func:`refine_sensitivity` table.
@@ -137,7 +137,7 @@ def refine_sensitivity(
     batch_size = check_positive_int(batch_size, "batch_size")
     # frames[name][0] holds the base rows, frames[name][1 + s] those of setting s; batches come in grid order.
     frames = {name: [[] for _ in range(1 + len(refine_settings))] for name in attribution_methods}
-    for batch in grid_base_maps(
+    for batch in base_map_batches(
         scorer, grids, attribution_methods, batch_size=batch_size, progress=progress, description="refine sensitivity"
     ):
         frames[batch.method][0].append(scorer.rows(batch, "base", batch.base))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..._model_state import predict_logits
-from ..._validation import check_choice, check_model, check_positive_int
+from ..._validation import check_choice, check_loaded_model, check_positive_int
 from ...datasets.fashion_mnist import load_fashion_mnist, resize_images
 from ...datasets.grids import GRID_PROTOCOLS, GridDataset, all_distinct_combinations, grid_indices
 from ...datasets.imagenet import imagenet_val_files, load_cell_image
@@ -45,16 +45,6 @@ SOURCE_GRID = (2, 2)
 
 def _check_n_grids(n_grids: int | None) -> int | None:
     return None if n_grids is None else check_positive_int(n_grids, "n_grids")
-
-
-def _check_loaded_model(model: object) -> nn.Module:
-    check_model(model)
-    if getattr(model, "preprocess", None) is None or not isinstance(getattr(model, "input_size", None), int):
-        raise TypeError(
-            "`model` needs `.preprocess` (with `.normalize`) and `.input_size` attributes, as the models of "
-            "var_utils.load_model have."
-        )
-    return model
 
 
 def _top1(model: nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -135,7 +125,7 @@ def labelled_photo_cells(model: nn.Module, photos: Sequence[str]) -> tuple[torch
     labels : list of int
         The model's top-1 class of each whole photo.
     """
-    model = _check_loaded_model(model)
+    model = check_loaded_model(model)
     images = [load_photo(name) for name in photos]
     labels = [top_class(model, image) for image in images]
     cell_size = model.input_size // SOURCE_GRID[0]
@@ -229,7 +219,7 @@ def imagenet_grids(
     FileNotFoundError
         ``root`` or a file of the validation set is missing.
     """
-    model = _check_loaded_model(model)
+    model = check_loaded_model(model)
     n_grids = _check_n_grids(n_grids)
     check_choice(protocol, "protocol", GRID_PROTOCOLS)
     batch_size = check_positive_int(batch_size, "batch_size")

@@ -1,4 +1,4 @@
-"""Results of the grid pointing game on disk: append-only CSV shards, their settings, and a lock on each.
+"""Results of a run on disk (grid pointing game, COCO objects): append-only CSV shards, their settings, and locks.
 
 For ``out = results/gpg.csv`` a run writes:
 
@@ -9,9 +9,10 @@ For ``out = results/gpg.csv`` a run writes:
   W-process run (``torchrun``). Rank 0 merges every shard into ``out`` once
   all ranks are done, then deletes them.
 - ``<file>.settings.json`` beside ``out`` and each shard: the run's
-  fingerprint (JSON values of the model's name, the grid source's
-  description, the modes, the refine and metric settings, and every method's
-  name and declared settings, :meth:`var_utils.AttributionMethod.fingerprint`).
+  fingerprint (JSON values of the model's name, the source's description,
+  the modes, the refine and metric settings, the scorer's own settings (the
+  COCO class rule), and every method's name and declared settings,
+  :meth:`var_utils.AttributionMethod.fingerprint`).
   A run resumes only where every fingerprint agrees; methods may be added.
 - ``<file>.lock``: held by the process writing ``<file>`` (:mod:`var_utils._lock`);
   a second run on the same output is refused with a message naming the holder.
@@ -20,7 +21,7 @@ Rows are only ever appended: each (batch, method) goes to its shard in one
 ``write`` call of complete CSV lines, so what is written is never rewritten
 and the cost of a batch does not grow with the run. A process killed in the
 middle of a ``write`` leaves a torn tail (a partial line, or the first rows of
-a (grid, method) group); readers ignore it and the next writer of that shard
+a (unit, method) group, the unit being a grid or an image); readers ignore it and the next writer of that shard
 truncates it, so a shard is always valid up to its last completed batch.
 """
 
@@ -39,13 +40,10 @@ import pandas as pd
 
 from ..._io import atomic_output_path
 from ..._lock import exclusive_lock
-from .scoring import GPG_COLUMNS, GPG_METRICS, typed_table
+from .scoring import GPG_SCHEMA, ResultSchema
 
 #: Version of the settings file; older files (without it) cannot be compared and are refused.
 FINGERPRINT_FORMAT = 1
-_SHARED_KEYS = ("model", "source", "modes", "refine_settings", "metric_settings")
-_GROUP = ["grid", "method"]
-_KEY = ["grid", "method", "mode", "cell"]
 _SHARD_NAME = re.compile(r"rank-(\d+)-of-(\d+)\.csv")
 
 
@@ -69,26 +67,48 @@ def read_gpg_table(path: str | Path) -> pd.DataFrame:
     ValueError
         The file's columns are not those of a grid pointing game table.
     """
-    return _parse(Path(path).read_bytes(), path)
+    return read_results(path, GPG_SCHEMA)
 
 
-def _parse(data: bytes, path: str | Path) -> pd.DataFrame:
+def read_results(path: str | Path, schema: ResultSchema) -> pd.DataFrame:
+    """Read a results CSV of ``schema`` as written by a run (floats round-trip exact).
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV.
+    schema : ResultSchema
+        Its columns, e.g. :data:`~var_utils.evaluation.gpg.scoring.GPG_SCHEMA`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The schema's columns, in file order.
+
+    Raises
+    ------
+    ValueError
+        The file's columns are not the schema's.
+    """
+    return _parse(Path(path).read_bytes(), path, schema)
+
+
+def _parse(data: bytes, path: str | Path, schema: ResultSchema) -> pd.DataFrame:
     if not data:
-        return typed_table(pd.DataFrame(columns=GPG_COLUMNS))
+        return schema.typed(pd.DataFrame(columns=schema.columns))
     # Method and mode names stay strings ("NA" or "01" would otherwise become NaN or 1).
     table = pd.read_csv(
         io.BytesIO(data),
         float_precision="round_trip",
         dtype={"method": str, "mode": str},
         keep_default_na=False,
-        na_values={metric: ["", "NaN", "nan"] for metric in GPG_METRICS},
+        na_values={metric: ["", "NaN", "nan"] for metric in schema.metrics},
     )
-    if tuple(table.columns) != GPG_COLUMNS:
+    if tuple(table.columns) != schema.columns:
         raise ValueError(
-            f"{path} is not a grid pointing game table: expected columns {list(GPG_COLUMNS)}, "
-            f"got {list(table.columns)}."
+            f"{path} is not a {schema.title} table: expected columns {list(schema.columns)}, got {list(table.columns)}."
         )
-    return typed_table(table)
+    return schema.typed(table)
 
 
 def settings_path(path: str | Path) -> Path:
@@ -160,51 +180,64 @@ def shard_files(out: str | Path) -> list[Path]:
     return [path for _, path in sorted(numbered)]
 
 
-def _valid_length(data: bytes, rows_per_group: int, path: Path) -> int:
-    """Bytes of ``data`` up to its longest prefix of complete (grid, method) groups: what a torn write leaves out.
+def _group_sizes(table: pd.DataFrame, rows_per_group: int, schema: ResultSchema) -> list[int]:
+    """Rows each row's group must have: ``rows_per_group``, times the unit's items when their number varies."""
+    if schema.items_column is None:
+        return [rows_per_group] * len(table)
+    return (table[schema.items_column] * rows_per_group).tolist()
+
+
+def _valid_length(data: bytes, rows_per_group: int, path: Path, schema: ResultSchema) -> int:
+    """Bytes of ``data`` up to its longest prefix of complete (unit, method) groups: what a torn write leaves out.
 
     The prefix does not depend on the order of rows within it (files of earlier
     versions interleave a batch's groups). What follows it can only be the
     start of one torn write, so it must not hold a complete group; a group
-    with too many rows, or a repeated (grid, method, mode, cell), is corruption.
+    with too many rows, rows that disagree on its size, or a repeated key, is corruption.
     """
     end = data.rfind(b"\n") + 1
     if end == 0:
         return 0
-    table = _parse(data[:end], path)
+    table = _parse(data[:end], path, schema)
+    groups = list(zip(table[schema.unit].tolist(), table["method"].tolist()))
     counts: dict[tuple, int] = {}
+    sizes: dict[tuple, int] = {}
     open_groups = complete_rows = 0
-    for row, group in enumerate(zip(table["grid"].tolist(), table["method"].tolist())):
+    consistent = True
+    for row, (group, size) in enumerate(zip(groups, _group_sizes(table, rows_per_group, schema))):
+        consistent &= sizes.setdefault(group, size) == size
         count = counts[group] = counts.get(group, 0) + 1
-        open_groups += (count == 1) - (count == rows_per_group)
+        open_groups += (count == 1) - (count == size)
         if open_groups == 0:
             complete_rows = row + 1
-    tail = set(zip(table["grid"][complete_rows:].tolist(), table["method"][complete_rows:].tolist()))
     if (
-        any(count > rows_per_group for count in counts.values())
-        or any(counts[group] == rows_per_group for group in tail)
-        or table[_KEY][:complete_rows].duplicated().any()
+        not consistent
+        or any(count > sizes[group] for group, count in counts.items())
+        or any(counts[group] == sizes[group] for group in set(groups[complete_rows:]))
+        or table[schema.key][:complete_rows].duplicated().any()
     ):
         raise ValueError(
-            f"{path} is corrupt: its (grid, method) groups do not each hold {rows_per_group} distinct rows "
+            f"{path} is corrupt: its ({schema.unit}, method) groups do not each hold their number of distinct rows "
             "(it was not written by one run at a time); delete it and its settings file to start over."
         )
     line_ends = np.cumsum([len(line) + 1 for line in data[:end].split(b"\n")[:-1]])
     return int(line_ends[complete_rows])
 
 
-def _read_valid(path: Path, rows_per_group: int) -> pd.DataFrame:
+def _read_valid(path: Path, rows_per_group: int, schema: ResultSchema) -> pd.DataFrame:
     """The rows of ``path`` up to its last complete group (empty if the file does not exist)."""
     if not path.exists():
-        return typed_table(pd.DataFrame(columns=GPG_COLUMNS))
+        return schema.typed(pd.DataFrame(columns=schema.columns))
     data = path.read_bytes()
-    return _parse(data[: _valid_length(data, rows_per_group, path)], path)
+    return _parse(data[: _valid_length(data, rows_per_group, path, schema)], path, schema)
 
 
 def _conflicts(previous: dict, fingerprint: dict) -> list[str]:
     if previous.get("format") != FINGERPRINT_FORMAT:
         return ["format (the settings file comes from an older version of var_utils)"]
-    conflicts = [key for key in _SHARED_KEYS if previous.get(key) != fingerprint[key]]
+    # Every setting but the methods must agree (methods may be added to a run).
+    shared = sorted((set(previous) | set(fingerprint)) - {"format", "methods"})
+    conflicts = [key for key in shared if previous.get(key) != fingerprint.get(key)]
     previous_methods = previous.get("methods", {})
     conflicts += [
         f"methods[{name!r}]"
@@ -245,11 +278,11 @@ def _write_settings(path: Path, fingerprint: dict, others: Iterable[dict]) -> No
 class _AppendOnlyCSV:
     """A shard opened for appending: its torn tail cut, then one ``write`` of whole lines per call."""
 
-    def __init__(self, path: Path, rows_per_group: int) -> None:
+    def __init__(self, path: Path, rows_per_group: int, schema: ResultSchema) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         data = path.read_bytes()
-        valid = _valid_length(data, rows_per_group, path)
+        valid = _valid_length(data, rows_per_group, path, schema)
         if valid < len(data):
             os.ftruncate(self.descriptor, valid)
         self.needs_header = valid == 0
@@ -282,10 +315,14 @@ class ResultStore:
         ``source``, ``modes``, ``refine_settings``, ``metric_settings`` and
         ``methods`` (name -> method fingerprint).
     rows_per_group : int
-        Rows of one (grid, method): cells × modes. A group with fewer rows at
-        the end of a shard is a torn write.
+        Rows of one (unit, method): cells × modes for grids; modes for COCO
+        images, whose groups have that many rows per object (the schema's
+        ``items_column``). A group with fewer rows at the end of a shard is a
+        torn write.
     rank, world_size : int
         This process's rank and the number of processes of the run.
+    schema : ResultSchema, default GPG_SCHEMA
+        The table's columns.
 
     Raises
     ------
@@ -297,14 +334,20 @@ class ResultStore:
     """
 
     def __init__(
-        self, out: str | Path | None, fingerprint: dict | None, rows_per_group: int, rank: int = 0, world_size: int = 1
+        self,
+        out: str | Path | None,
+        fingerprint: dict | None,
+        rows_per_group: int,
+        rank: int = 0,
+        world_size: int = 1,
+        schema: ResultSchema = GPG_SCHEMA,
     ) -> None:
         self.out = None if out is None else Path(out)
         # Compared as the JSON it is recorded as (tuples become lists, keys strings).
         self.fingerprint = (
             None if fingerprint is None else json.loads(json.dumps({"format": FINGERPRINT_FORMAT, **fingerprint}))
         )
-        self.rows_per_group = rows_per_group
+        self.rows_per_group, self.schema = rows_per_group, schema
         self.rank, self.world_size = rank, world_size
         self.frames: list[pd.DataFrame] = []
         self._writer: _AppendOnlyCSV | None = None
@@ -326,7 +369,7 @@ class ResultStore:
                 shard_lock.enter_context(exclusive_lock(self.shard))
             recorded = [_recorded_settings(path, self.fingerprint) for path in self._existing_files()]
             _write_settings(self.shard, self.fingerprint, recorded)
-            self._writer = _AppendOnlyCSV(self.shard, self.rows_per_group)
+            self._writer = _AppendOnlyCSV(self.shard, self.rows_per_group, self.schema)
             self._out_lock, self._shard_lock = out_lock.pop_all(), shard_lock.pop_all()
         return self
 
@@ -345,10 +388,10 @@ class ResultStore:
         return [path for path in [self.out, *shard_files(self.out)] if path.exists()]
 
     def completed(self) -> set[tuple[int, str]]:
-        """The (grid, method) pairs already on disk for this process: in ``out``, its shard, and earlier runs' shards.
+        """The (unit, method) pairs already on disk for this process: in ``out``, its shard, and earlier runs' shards.
 
         Shards of the other ranks of the current run are not read: they hold
-        none of this process's grids and are being written.
+        none of this process's units and are being written.
 
         Returns
         -------
@@ -359,8 +402,11 @@ class ResultStore:
             return set()
         current = {shard_path(self.out, rank, self.world_size) for rank in range(self.world_size)} - {self.shard}
         readable = [path for path in self._existing_files() if path not in current]
-        table = pd.concat([_read_valid(path, self.rows_per_group) for path in readable], ignore_index=True)
-        return set(zip(table["grid"].tolist(), table["method"].tolist()))
+        table = pd.concat([self._read(path) for path in readable], ignore_index=True)
+        return set(zip(table[self.schema.unit].tolist(), table["method"].tolist()))
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        return _read_valid(path, self.rows_per_group, self.schema)
 
     def add(self, rows: pd.DataFrame) -> None:
         """Keep ``rows``: append them to this process's shard, or to the in-memory table.
@@ -368,14 +414,13 @@ class ResultStore:
         Parameters
         ----------
         rows : pandas.DataFrame
-            Whole (grid, method) groups with the columns
-            :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
+            Whole (unit, method) groups with the schema's columns.
         """
         if self._writer is None:
             self.frames.append(rows)
         else:
             # Each group's rows written together: a torn write can then only cut the last group.
-            self._writer.append(rows.sort_values(_GROUP, kind="stable"))
+            self._writer.append(rows.sort_values(self.schema.group, kind="stable"))
 
     def merge(self) -> None:
         """Fold every shard into ``out`` (rank 0, once all ranks have closed theirs) and delete the shards.
@@ -386,7 +431,7 @@ class ResultStore:
         Raises
         ------
         ValueError
-            Two files hold different results for one (grid, method, mode, cell).
+            Two files hold different results for one row key (unit, method, mode, item).
         var_utils._lock.OutputLockedError
             Another process still writes a shard (nothing is changed then).
         """
@@ -399,18 +444,18 @@ class ResultStore:
             for shard in shards:
                 locks.enter_context(exclusive_lock(shard))
             files = self._existing_files()
-            table = pd.concat([_read_valid(path, self.rows_per_group) for path in files], ignore_index=True)
+            table = pd.concat([self._read(path) for path in files], ignore_index=True)
             table = table.drop_duplicates(ignore_index=True)
-            if table[_KEY].duplicated().any():
+            if table[self.schema.key].duplicated().any():
                 raise ValueError(
-                    f"the shards of {self.out} hold different results for the same grid, method, mode and cell; "
+                    f"the shards of {self.out} hold different results for the same {', '.join(self.schema.key)}; "
                     f"inspect {shards[0].parent} before deleting anything."
                 )
             recorded = [json.loads(settings_path(path).read_text(encoding="utf-8")) for path in files]
             # Settings first: `out` never exists without them.
             _write_settings(self.out, self.fingerprint, recorded)
             with atomic_output_path(self.out) as temporary:
-                table.sort_values("grid", kind="stable").to_csv(temporary, index=False, lineterminator="\n")
+                table.sort_values(self.schema.unit, kind="stable").to_csv(temporary, index=False, lineterminator="\n")
             for shard in shards:
                 shard.unlink()
                 settings_path(shard).unlink(missing_ok=True)
@@ -423,11 +468,8 @@ class ResultStore:
         Returns
         -------
         pandas.DataFrame
-            Columns :data:`~var_utils.evaluation.gpg.scoring.GPG_COLUMNS`.
+            The schema's columns.
         """
-        if self.out is not None:
-            frames = [_read_valid(path, self.rows_per_group) for path in self._existing_files()]
-        else:
-            frames = self.frames
-        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GPG_COLUMNS)
-        return typed_table(rows)
+        frames = [self._read(path) for path in self._existing_files()] if self.out is not None else self.frames
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.schema.columns)
+        return self.schema.typed(rows)
