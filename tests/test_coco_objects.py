@@ -7,6 +7,9 @@ written out in numpy, and a per-image path through :func:`var_utils.attribute_cl
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +32,12 @@ from var_utils.datasets.coco_objects import (
 from var_utils.datasets.coco_scenes import make_coco_scenes
 from var_utils.evaluation.coco import (
     COCO_COLUMNS,
+    COCO_METRICS,
     COCO_SCHEMA,
     evaluate_coco_objects,
     image_targets,
+    mode_differences,
+    object_maps,
     summarize_objects,
 )
 from var_utils.evaluation.gpg.store import read_results
@@ -210,6 +216,33 @@ def test_area_filter_at_the_threshold(area, min_area, kept):
     assert (select_objects(image, CLASSES_OF, min_area) == image.objects) is kept
 
 
+@pytest.mark.parametrize(
+    "box",
+    [(5.0, 5.0, 0.0, 30.0), (5.0, 5.0, 30.0, 0.0), (200.0, 5.0, 30.0, 30.0), (5.0, 240.0, 30.0, 30.0)],
+)
+def test_objects_without_a_box_in_the_image_are_left_out_and_counted(box):
+    cat, person = an_object(1, CAT, 5000), an_object(3, PERSON, 5000)
+    image = coco_image(cat, CocoObject(2, PERSON, box, 5000.0), person)
+    assert select_objects(image, CLASSES_OF) == (cat, person)
+    dataset = CocoObjectImages(CocoData((image,), {}), 32, lambda unit: unit, classes_of=CLASSES_OF)
+    assert dataset.counts["objects_no_box"] == 1 and dataset.counts["objects_kept"] == 2
+
+
+@pytest.mark.parametrize(
+    "classes_of, error, match",
+    [
+        ({CAT: (281, 1000)}, ValueError, r"classes_of\[17\]"),
+        ({CAT: (-1,)}, ValueError, "0..999"),
+        ({CAT: "281"}, ValueError, "sequence of ImageNet class indices"),
+        ([(CAT, (281,))], TypeError, "must map COCO category ids"),
+    ],
+)
+def test_dataset_rejects_a_bad_category_table(classes_of, error, match):
+    data = CocoData((coco_image(an_object(1, CAT, 5000), an_object(2, PERSON, 5000)),), {})
+    with pytest.raises(error, match=match):
+        CocoObjectImages(data, 32, lambda unit: unit, classes_of=classes_of)
+
+
 def test_unmapped_categories_are_left_out_and_one_category_does_not_compete():
     image = coco_image(an_object(1, CAT, 5000), an_object(2, CUP, 5000), an_object(3, 999, 5000))
     assert [obj.annotation_id for obj in select_objects(image, CLASSES_OF)] == [1]
@@ -231,6 +264,7 @@ def test_dataset_keeps_images_with_competing_objects_and_counts_what_it_left_out
         "objects": 5,
         "objects_unmapped": 1,
         "objects_small": 1,
+        "objects_no_box": 0,
         "images_kept": 1,
         "objects_kept": 2,
     }
@@ -275,6 +309,31 @@ def test_image_targets_take_each_categorys_most_probable_class():
     assert every.labels == top.labels and every.classes == (983, 282, 281, 285, 981, 982)
     with pytest.raises(ValueError, match="class_rule"):
         image_targets(logits, found, CLASSES_OF, "best")
+
+
+@pytest.mark.parametrize(
+    "classes_of, expected",
+    [
+        # Car and truck share the minivan (656); the truck, with fewer classes, chooses first.
+        ({3: (436, 656, 817), 8: (656, 717)}, (817, 656)),
+        # Hot dog's only class is also a sandwich: the hot dog keeps it, the sandwich takes its other class.
+        ({54: (933, 934), 58: (934,)}, (933, 934)),
+    ],
+)
+def test_two_categories_never_share_a_class(classes_of, expected):
+    logits = torch.zeros(1000)
+    logits[[656, 934, 817, 933]] = torch.tensor([5.0, 5.0, 1.0, 1.0])
+    first, second = sorted(classes_of)
+    found = [ObjectTarget(1, first, (0, 0, 1, 1)), ObjectTarget(2, second, (1, 1, 2, 2))]
+    targets = image_targets(logits, found, classes_of)
+    assert targets.labels == expected and targets.classes == expected
+
+
+def test_a_category_left_without_a_class_has_its_objects_left_out():
+    box = (0.0, 0.0, 1.0, 1.0)
+    found = [ObjectTarget(1, CAT, box), ObjectTarget(2, PERSON, box), ObjectTarget(3, MOTORCYCLE, box)]
+    targets = image_targets(torch.zeros(1000), found, {CAT: (281,), PERSON: (281,), MOTORCYCLE: (665,)})
+    assert [obj.annotation_id for obj in targets.objects] == [1, 3] and targets.labels == (281, 665)
 
 
 # ---------------------------------------------------------------- the run
@@ -355,6 +414,43 @@ def test_a_group_whose_rows_disagree_on_its_size_is_corrupt(lite0, objects, tmp_
         evaluate_coco_objects(lite0, objects, {"gradcam": {}}, out=out, progress=False)
 
 
+def test_methods_that_compare_classes_score_every_object(lite0, objects):
+    table = evaluate_coco_objects(lite0, objects, {"softmax_gradient": {}}, batch_size=3, progress=False)
+    assert len(table) == 2 * objects.counts["objects_kept"]
+    for index, image in enumerate(objects.images[:3]):
+        sample, targets, maps = object_maps(lite0, objects, index, "softmax_gradient")
+        rows = table[(table["image"] == image.image_id) & (table["mode"] == "var")].sort_values("object")
+        boxes = [obj.box for obj in targets.objects]
+        chosen = maps["var"][[targets.classes.index(label) for label in targets.labels]]
+        expected = box_localisation_table(chosen, boxes)["region_attribution"].double().numpy()
+        np.testing.assert_allclose(rows["energy_in_box"].to_numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_mode_differences_by_hand():
+    scores = {"base": [0.2, 0.6, 0.5], "var": [0.5, 0.4, 0.5]}
+    rows = pd.DataFrame(
+        [
+            {"image": 1, "object": obj, "method": "m", "mode": mode, **dict.fromkeys(COCO_METRICS, value)}
+            for mode, values in scores.items()
+            for obj, value in zip((10, 11, 12), values)
+        ]
+    )
+    energy = mode_differences(rows).set_index("metric").loc["energy_in_box"]
+    assert energy["n"] == 3 and energy["mean_difference"] == pytest.approx((0.3 - 0.2 + 0.0) / 3)
+    assert (energy["higher"], energy["lower"], energy["equal"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    with pytest.raises(ValueError, match="no object scored in both modes"):
+        mode_differences(rows, mode="cgi")
+
+
+def test_a_rerun_may_add_images(lite0, scenes, tmp_path):
+    out = tmp_path / "coco.csv"
+    first = evaluate_coco_objects(lite0, coco_object_images(lite0, scenes, n_images=1), {"gradcam": {}}, out=out)
+    every = coco_object_images(lite0, scenes)
+    more = evaluate_coco_objects(lite0, every, {"gradcam": {}}, out=out)
+    assert first["image"].nunique() == 1 and more["image"].nunique() == len(every) > 1
+    pd.testing.assert_frame_equal(more[more["image"].isin(first["image"])].reset_index(drop=True), first)
+
+
 def test_a_model_without_imagenet_logits_is_refused(objects, plain_cnn):
     with pytest.raises(ValueError, match=r"1000 logits; it outputs shape \(\d+, 5\)"):
         evaluate_coco_objects(plain_cnn, objects, {"saliency": {}}, progress=False)
@@ -392,8 +488,37 @@ def test_cli_coco_writes_rows_and_prints_a_summary(scenes, tmp_path, capsys):
         (["coco", "--root", "ROOT", "--model", "fashion_mnist_cnn"], "needs `.preprocess`"),
     ],
 )
-def test_cli_coco_rejects_bad_arguments(argv, match, scenes, capsys):
+def test_cli_coco_rejects_bad_arguments(argv, match, scenes, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
-        main([str(scenes) if part == "ROOT" else part for part in argv] + ["--no-progress", "--out", "/tmp/unused.csv"])
+        main(
+            [str(scenes) if part == "ROOT" else part for part in argv]
+            + ["--no-progress", "--out", str(tmp_path / "o.csv")]
+        )
     assert error.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_give_the_single_process_table(lite0, scenes, objects, tmp_path):
+    out = tmp_path / "coco.csv"
+    command = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2"]
+    arguments = ["-m", "var_utils", "coco", "--root", str(scenes), "--methods", "gradcam,saliency", "--batch-size", "2"]
+    done = subprocess.run(
+        [*command, *arguments, "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not out.with_name(f"{out.name}.shards").exists()  # merged, shards deleted
+    key = ["image", "method", "mode", "object"]
+    distributed = read_results(out, COCO_SCHEMA).sort_values(key, ignore_index=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the processes under test
+    try:
+        reference = evaluate_coco_objects(lite0, objects, {"gradcam": {}, "saliency": {}}, batch_size=2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(
+        distributed, reference.sort_values(key, ignore_index=True), check_exact=False, rtol=1e-5, atol=1e-6
+    )

@@ -8,7 +8,9 @@ then compete). The filter keeps an object when
 - its category maps to at least one ImageNet class (``classes_of``, by default
   the WordNet-derived table :func:`var_utils.datasets.coco_classes.coco_imagenet_classes`), and
 - its annotated area (COCO's ``area``: the segment's pixels) covers at least
-  ``min_area`` of the image (2.5 % by default).
+  ``min_area`` of the image (2.5 % by default), and
+- its box has a width and a height and overlaps the image (malformed boxes
+  have nothing to score against).
 
 Crowd annotations never enter (see :mod:`var_utils.datasets.coco`). Each image
 is resized to the model's square input without cropping, so no object is cut
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +100,43 @@ def area_fraction(obj: CocoObject, image: CocoImage) -> float:
     return obj.area / (image.width * image.height)
 
 
+def leave_out_reason(
+    obj: CocoObject, image: CocoImage, classes_of: Mapping[int, Sequence[int]], min_area: float = DEFAULT_MIN_AREA
+) -> str | None:
+    """Why an object cannot be scored, or None when it can.
+
+    Parameters
+    ----------
+    obj : CocoObject
+        The object.
+    image : CocoImage
+        Its image.
+    classes_of : mapping of int to sequence of int
+        COCO category id -> its ImageNet classes (empty or absent: unmapped).
+    min_area : float, default 0.025
+        Smallest :func:`area_fraction` kept; an object exactly at it is kept.
+
+    Returns
+    -------
+    str or None
+        ``"unmapped"`` (its category has no ImageNet class), ``"small"``
+        (below ``min_area``), ``"no_box"`` (a box without width or height, or
+        outside the image: nothing to score against), or None.
+    """
+    if not classes_of.get(obj.category_id):
+        return "unmapped"
+    if area_fraction(obj, image) < min_area:
+        return "small"
+    x, y, width, height = obj.box
+    if width <= 0 or height <= 0 or x >= image.width or y >= image.height or x + width <= 0 or y + height <= 0:
+        return "no_box"
+    return None
+
+
 def select_objects(
     image: CocoImage, classes_of: Mapping[int, Sequence[int]], min_area: float = DEFAULT_MIN_AREA
 ) -> tuple[CocoObject, ...]:
-    """The objects of an image that can be scored: mapped to ImageNet classes and large enough.
+    """The objects of an image that can be scored: mapped to ImageNet classes, large enough, with a box.
 
     Parameters
     ----------
@@ -113,11 +150,9 @@ def select_objects(
     Returns
     -------
     tuple of CocoObject
-        The kept objects, in the image's order.
+        The objects without a :func:`leave_out_reason`, in the image's order.
     """
-    return tuple(
-        obj for obj in image.objects if classes_of.get(obj.category_id) and area_fraction(obj, image) >= min_area
-    )
+    return tuple(obj for obj in image.objects if leave_out_reason(obj, image, classes_of, min_area) is None)
 
 
 def has_competing_objects(objects: Sequence[CocoObject]) -> bool:
@@ -141,6 +176,33 @@ def _check_min_area(min_area: float) -> float:
     if min_area > 1:
         raise ValueError(f"`min_area` is a share of the image's area and must lie in (0, 1], got {min_area}.")
     return min_area
+
+
+def _check_classes_of(classes_of: object) -> dict[int, tuple[int, ...]]:
+    if not isinstance(classes_of, Mapping):
+        raise TypeError(
+            f"`classes_of` must map COCO category ids to ImageNet classes, got {type(classes_of).__name__}."
+        )
+    checked = {}
+    for category, classes in classes_of.items():
+        values = list(classes) if isinstance(classes, (tuple, list, range)) else None
+        if values is None or not all(
+            isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < 1000 for c in values
+        ):
+            raise ValueError(
+                f"`classes_of[{category!r}]` must be a sequence of ImageNet class indices in 0..999, got {classes!r}."
+            )
+        checked[int(category)] = tuple(int(c) for c in values)
+    return checked
+
+
+def _file_digest(path: Path) -> str:
+    """The start of a file's SHA-256: names the annotations wherever the tree lies."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _mapping_digest(classes_of: Mapping[int, Sequence[int]]) -> str:
@@ -179,15 +241,17 @@ class CocoObjectImages(torch.utils.data.Dataset):
         The category table in use.
     counts : dict of str to int
         ``images``, ``objects``: all non-crowd ones read; ``objects_unmapped``,
-        ``objects_small``: objects left out by the filter; ``images_kept``,
-        ``objects_kept``: what is scored.
+        ``objects_small``, ``objects_no_box``: objects left out, by
+        :func:`leave_out_reason`; ``images_kept``, ``objects_kept``: what is
+        scored (objects of images without a competing category are neither).
     description : str
         The selection in words, recorded with results to make them resumable.
 
     Raises
     ------
-    ValueError
-        Bad ``min_area`` or ``input_size``, or no image holds two competing objects.
+    TypeError, ValueError
+        Bad ``min_area``, ``input_size`` or ``classes_of`` (classes must lie in
+        0..999), or no image holds two competing objects.
     """
 
     def __init__(
@@ -204,7 +268,7 @@ class CocoObjectImages(torch.utils.data.Dataset):
         self.input_size = check_positive_int(input_size, "input_size")
         self.normalize = normalize
         self.min_area = _check_min_area(min_area)
-        self.classes_of = {int(k): tuple(v) for k, v in (classes_of or coco_imagenet_classes()).items()}
+        self.classes_of = _check_classes_of(coco_imagenet_classes() if classes_of is None else classes_of)
         selected = [(image, select_objects(image, self.classes_of, self.min_area)) for image in data.images]
         kept = [
             CocoImage(image.image_id, image.file, image.width, image.height, objects)
@@ -220,22 +284,21 @@ class CocoObjectImages(torch.utils.data.Dataset):
             )
         self.images = tuple(kept)
         self.unit_ids = [image.image_id for image in kept]
-        every = [obj for image in data.images for obj in image.objects]
+        reasons = Counter(
+            leave_out_reason(obj, image, self.classes_of, self.min_area)
+            for image in data.images
+            for obj in image.objects
+        )
         self.counts = {
             "images": len(data.images),
-            "objects": len(every),
-            "objects_unmapped": sum(not self.classes_of.get(obj.category_id) for obj in every),
-            "objects_small": sum(
-                bool(self.classes_of.get(obj.category_id)) and area_fraction(obj, image) < self.min_area
-                for image in data.images
-                for obj in image.objects
-            ),
+            "objects": reasons.total(),
+            **{f"objects_{reason}": reasons[reason] for reason in ("unmapped", "small", "no_box")},
             "images_kept": len(kept),
             "objects_kept": sum(len(image.objects) for image in kept),
         }
+        # Neither the number of images nor the tree's location: a rerun may add images or read a moved copy.
         self.description = (
-            f"{source}; min_area={self.min_area}; input={self.input_size}; classes={_mapping_digest(self.classes_of)}; "
-            f"images={len(kept)}"
+            f"{source}; min_area={self.min_area}; input={self.input_size}; classes={_mapping_digest(self.classes_of)}"
         )
 
     def __len__(self) -> int:
@@ -328,5 +391,5 @@ def coco_object_images(
         classes_of=classes_of,
         min_area=min_area,
         n_images=n_images,
-        source=f"coco {annotations_path.resolve()} ({annotations_path.stat().st_size} bytes)",
+        source=f"coco {annotations_path.name} (sha256 {_file_digest(annotations_path)})",
     )

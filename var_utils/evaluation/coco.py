@@ -5,7 +5,8 @@ at least two ImageNet-mapped categories. Its class set is chosen per category
 from the model's output on the whole image (``class_rule``):
 
 - ``"top"`` (default): each category contributes the model's most probable
-  ImageNet class among that category's classes; the classes compete and each
+  ImageNet class among that category's classes (not taken by another category
+  of the image, see :func:`image_targets`); the classes compete and each
   object is scored with its category's class.
 - ``"all"``: every ImageNet class of every category present competes (e.g. all
   118 dog breeds); each object is still scored with its category's most
@@ -119,9 +120,15 @@ def image_targets(
     Returns
     -------
     ImageTargets
-        Each object's label is its category's most probable class; the class
-        set lists the labels in order of first appearance, then (``"all"``) the
-        categories' other classes in ascending order.
+        Each object's label is its category's most probable class not taken
+        by another category of the image: a class may belong to two categories
+        (656 minivan: car and truck), and two categories on one class could
+        not compete. Categories with fewer classes choose first (ties: in
+        order of appearance), so a category with a single class keeps it; a
+        category left with no class (possible only in a custom table) has its
+        objects left out. The class set lists the labels in order of first
+        appearance, then (``"all"``) the categories' other classes in
+        ascending order.
 
     Examples
     --------
@@ -133,18 +140,23 @@ def image_targets(
     (282, 670)
     >>> image_targets(logits, [cat, bike], {17: (281, 282), 4: (665, 670)}, "all").classes
     (282, 670, 281, 665)
+    >>> image_targets(logits, [cat, bike], {17: (281, 282), 4: (282,)}).labels  # 282 is the bike's only class
+    (281, 282)
     """
     check_choice(class_rule, "class_rule", CLASS_RULES)
-    best = {}
-    for category in dict.fromkeys(obj.category_id for obj in objects):
-        candidates = list(classes_of[category])
-        best[category] = candidates[int(logits[candidates].argmax())]
-    labels = tuple(best[obj.category_id] for obj in objects)
+    categories = list(dict.fromkeys(obj.category_id for obj in objects))
+    best: dict[int, int] = {}
+    for category in sorted(categories, key=lambda c: len(classes_of[c])):
+        candidates = [c for c in classes_of[category] if c not in best.values()]
+        if candidates:
+            best[category] = candidates[int(logits[candidates].argmax())]
+    scored = tuple(obj for obj in objects if obj.category_id in best)
+    labels = tuple(best[obj.category_id] for obj in scored)
     classes = list(dict.fromkeys(labels))
     if class_rule == "all":
         mapped = sorted({c for category in best for c in classes_of[category]})
         classes += [c for c in mapped if c not in classes]
-    return ImageTargets(tuple(objects), labels, tuple(classes))
+    return ImageTargets(scored, labels, tuple(classes))
 
 
 @dataclass(frozen=True)
@@ -225,7 +237,10 @@ class CocoScorer:
             None when no image can be attributed with ``method``.
         """
         classes, n_classes = pad_class_sets([target.classes for target in targets])
-        attributed = attribute_class_sets(self.model, method, images, classes, n_classes)
+        # With every mapped class, set sizes range from 2 to over 100 (dog breeds): no fillers then.
+        attributed = attribute_class_sets(
+            self.model, method, images, classes, n_classes, group_by_size=self.class_rule == "all"
+        )
         if attributed is None:
             return None
         base, kept = attributed

@@ -101,15 +101,24 @@ def grid_class_sets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def attribute_class_sets(
-    model: nn.Module, method: AttributionMethod, images: torch.Tensor, classes: torch.Tensor, n_classes: torch.Tensor
+    model: nn.Module,
+    method: AttributionMethod,
+    images: torch.Tensor,
+    classes: torch.Tensor,
+    n_classes: torch.Tensor,
+    *,
+    group_by_size: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Base maps of each unit's class set, from :func:`var_utils.attribute_classes` calls.
 
-    A method that compares the classes of its set
-    (``method.compares_classes``: the softmax gradient, contrastive Grad-CAM,
-    CLRP, SGLRP) must not see the filler classes that pad the sets to one
-    width, so its units are attributed in groups of equal set size, and units
-    with a single class (nothing to contrast with) are left out.
+    By default the whole batch is attributed in one call, each set padded with
+    filler classes to the batch's widest set. A method that compares the
+    classes of its set (``method.compares_classes``: the softmax gradient,
+    contrastive Grad-CAM, CLRP, SGLRP) must not see the fillers, so its units
+    are attributed in groups of equal set size, and units with a single class
+    (nothing to contrast with) are left out. ``group_by_size`` groups any
+    method's units that way, which saves the fillers' maps when set sizes
+    differ widely (COCO images with every mapped class).
 
     Parameters
     ----------
@@ -121,33 +130,38 @@ def attribute_class_sets(
         (N, C, H, W) images; moved to the model's device.
     classes, n_classes : torch.Tensor
         Padded class sets and their sizes (:func:`pad_class_sets`).
+    group_by_size : bool, default False
+        Attribute units of equal set size together, without fillers.
 
     Returns
     -------
     tuple of torch.Tensor or None
         ``(base, kept)``: (N', K, C', H, W) maps of the kept units (columns
-        beyond a set's size are fillers' maps, or zero for methods that compare
-        classes) and the (N',) indices of the kept units; None when no unit
-        can be attributed with ``method``.
+        beyond a set's size hold fillers' maps, or zeros when grouped) and the
+        (N',) indices of the kept units; None when no unit can be attributed
+        with ``method``.
     """
     device = model_device(model)
-    if not getattr(method, "compares_classes", False):
+    compares = getattr(method, "compares_classes", False)
+    if not compares and not group_by_size:
         base = attribute_classes(model, images.to(device), classes.to(device), method)
         return base, torch.arange(len(classes))
-    kept = (n_classes > 1).nonzero().flatten()
+    kept = (n_classes > 1).nonzero().flatten() if compares else torch.arange(len(classes))
     if not len(kept):
         return None
     classes, n_classes, images = classes[kept], n_classes[kept], images[kept]
-    groups = {count: (n_classes == count).nonzero().flatten() for count in sorted(set(n_classes.tolist()))}
+    # A single class still needs a filler to form a set for the engine (its maps are never used).
+    widths = n_classes if compares else n_classes.clamp(min=2)
+    groups = {width: (widths == width).nonzero().flatten() for width in sorted(set(widths.tolist()))}
     maps = {
-        count: attribute_classes(model, images[rows].to(device), classes[rows, :count].to(device), method)
-        for count, rows in groups.items()
+        width: attribute_classes(model, images[rows].to(device), classes[rows, :width].to(device), method)
+        for width, rows in groups.items()
     }
     some = next(iter(maps.values()))
     # Columns beyond a unit's set size stay zero: they are never scored or refined (n_classes).
     base = some.new_zeros((len(kept), classes.shape[1], *some.shape[2:]))
-    for count, rows in groups.items():
-        base[rows.to(base.device), :count] = maps[count]
+    for width, rows in groups.items():
+        base[rows.to(base.device), :width] = maps[width]
     return base, kept
 
 
