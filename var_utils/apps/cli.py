@@ -260,6 +260,8 @@ def _coco(arguments: argparse.Namespace) -> None:
     if arguments.root is None and (arguments.annotations is None or arguments.images is None):
         arguments.error("give --root DIR (a COCO 2017 tree), or both --annotations FILE and --images DIR")
     table, rank = _run_launched(arguments, _coco_table)
+    if table.empty:
+        arguments.error("no object could be scored with these methods (see docs/method.md, section 14)")
     if rank == 0:
         print(_format_summary(summarize_objects(table), COCO_METRICS))
         print(f"\n{len(table)} rows ({table['image'].nunique()} images) in {_coco_out(arguments)}")
