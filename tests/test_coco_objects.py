@@ -7,7 +7,9 @@ written out in numpy, and a per-image path through :func:`var_utils.attribute_cl
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ import quantus
 import torch
 
 import var_utils
+from var_utils import get_method
 from var_utils.apps.cli import main
 from var_utils.datasets.coco import CocoData, CocoImage, CocoObject, load_coco_image, read_coco
 from var_utils.datasets.coco_objects import (
@@ -41,6 +44,7 @@ from var_utils.evaluation.coco import (
     object_maps,
     summarize_objects,
 )
+from var_utils.evaluation.gpg.scoring import attribute_class_sets, pad_class_sets
 from var_utils.evaluation.gpg.store import read_results
 from var_utils.evaluation.metrics import box_localisation_table, box_masks, localisation_table
 
@@ -233,6 +237,8 @@ def test_objects_without_a_box_in_the_image_are_left_out_and_counted(box):
     "classes_of, error, match",
     [
         ({CAT: (281, 1000)}, ValueError, r"classes_of\[17\]"),
+        ({17.9: (281,)}, TypeError, "keys must be COCO category ids"),
+        ({"cat": (281,)}, TypeError, "keys must be COCO category ids"),
         ({CAT: (-1,)}, ValueError, "0..999"),
         ({CAT: "281"}, ValueError, "sequence of ImageNet class indices"),
         ([(CAT, (281,))], TypeError, "must map COCO category ids"),
@@ -336,6 +342,16 @@ def test_two_categories_never_share_a_class(classes_of, expected):
     assert targets.labels == expected and targets.classes == expected
 
 
+def test_an_earlier_category_yields_its_class_when_it_can_move():
+    logits = torch.zeros(1000)
+    logits[[1, 3]] = torch.tensor([3.0, 2.0])
+    box = (0.0, 0.0, 1.0, 1.0)
+    found = [ObjectTarget(1, 10, box), ObjectTarget(2, 11, box), ObjectTarget(3, 12, box)]
+    # Greedily 10 -> 1 and 11 -> 3 would leave 12 (classes 1, 3) without a class; 10 moves to 2 instead.
+    targets = image_targets(logits, found, {10: (1, 2), 11: (2, 3), 12: (1, 3)})
+    assert targets.labels == (2, 3, 1) and len(targets.objects) == 3
+
+
 def test_a_category_left_without_a_class_has_its_objects_left_out():
     box = (0.0, 0.0, 1.0, 1.0)
     found = [ObjectTarget(1, CAT, box), ObjectTarget(2, PERSON, box), ObjectTarget(3, MOTORCYCLE, box)]
@@ -369,7 +385,7 @@ def test_run_matches_a_per_image_path(lite0, objects, method):
         targets = image_targets(logits, sample.objects, objects.classes_of)
         base = var_utils.attribute_classes(lite0, sample.image[None], torch.tensor([targets.classes]), method)[0]
         maps = {"base": base, "var": var_utils.refine_all(base, class_dim=0)}
-        for target, label in zip(sample.objects, targets.labels):
+        for target, label in zip(targets.objects, targets.labels):
             column = targets.classes.index(label)
             for mode, kind in maps.items():
                 row = table[(table["image"] == image.image_id) & (table["object"] == target.annotation_id)]
@@ -380,7 +396,7 @@ def test_run_matches_a_per_image_path(lite0, objects, method):
                     target.category_id,
                     len(targets.classes),
                 )
-                assert row["n_objects"] == len(sample.objects)
+                assert row["n_objects"] == len(targets.objects)
                 np.testing.assert_allclose(
                     [row["energy_in_box"], row["pointing"], row["iou"]], expected, rtol=1e-4, atol=1e-6
                 )
@@ -533,3 +549,46 @@ def test_torchrun_two_processes_give_the_single_process_table(lite0, scenes, obj
     pd.testing.assert_frame_equal(
         distributed, reference.sort_values(key, ignore_index=True), check_exact=False, rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("method", ["input_x_gradient", "softmax_gradient"])
+def test_class_sets_attributed_by_size_are_each_sets_maps(plain_cnn, method):
+    images = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    sets = [[0, 1], [2, 3, 4], [1], [4, 0, 2]]
+    classes, n_classes = pad_class_sets(sets)
+    base, kept = attribute_class_sets(plain_cnn, get_method(method), images, classes, n_classes, group_by_size=True)
+    compares = method == "softmax_gradient"
+    assert kept.tolist() == ([0, 1, 3] if compares else [0, 1, 2, 3])  # one class: nothing to compare with
+    for row, unit in enumerate(kept.tolist()):
+        width = max(len(sets[unit]), 2)  # a single class is attributed beside a filler, as in a padded batch
+        reference = var_utils.attribute_classes(
+            plain_cnn, images[unit : unit + 1], classes[unit : unit + 1, :width], method
+        )
+        torch.testing.assert_close(base[row, :width], reference[0])
+        assert (base[row, width:] == 0).all()
+
+
+def test_the_source_is_named_by_the_annotations_not_their_place(lite0, scenes, tmp_path):
+    moved = Path(shutil.copytree(scenes, tmp_path / "elsewhere"))
+    assert coco_object_images(lite0, moved).description == coco_object_images(lite0, scenes).description
+    annotations = moved / "annotations" / "instances_val2017.json"
+    content = json.loads(annotations.read_text())
+    content["annotations"][0]["area"] += 1.0
+    annotations.write_text(json.dumps(content))
+    assert coco_object_images(lite0, moved).description != coco_object_images(lite0, scenes).description
+
+
+def test_object_maps_of_an_image_left_with_one_class(lite0, scenes):
+    # A custom table on which cat and person share their only class: the image keeps one class.
+    first = read_coco(scenes / "annotations" / "instances_val2017.json", scenes / "val2017").images[0]
+    half = first.width / 2
+    found = (
+        CocoObject(1, CAT, (0.0, 0.0, half, first.height), half * first.height),
+        CocoObject(2, PERSON, (half, 0.0, half, first.height), half * first.height),
+    )
+    image = CocoImage(first.image_id, first.file, first.width, first.height, found)
+    table = {CAT: (281,), PERSON: (281,)}
+    custom = CocoObjectImages(CocoData((image,), {}), 224, lite0.preprocess.normalize, classes_of=table)
+    _, targets, maps = object_maps(lite0, custom, 0, "gradcam")
+    assert targets.classes == (281,) and len(targets.objects) == 1 and maps["base"].shape[0] == 1
+    torch.testing.assert_close(maps["var"], maps["base"])

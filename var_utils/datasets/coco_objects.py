@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 from torch import nn
 
@@ -185,7 +186,9 @@ def _check_classes_of(classes_of: object) -> dict[int, tuple[int, ...]]:
         )
     checked = {}
     for category, classes in classes_of.items():
-        values = list(classes) if isinstance(classes, (tuple, list, range)) else None
+        if not isinstance(category, numbers.Integral) or isinstance(category, bool):
+            raise TypeError(f"`classes_of` keys must be COCO category ids (int), got {category!r}.")
+        values = list(classes) if isinstance(classes, (tuple, list, range, np.ndarray)) else None
         if values is None or not all(
             isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < 1000 for c in values
         ):

@@ -9,8 +9,8 @@ from the model's output on the whole image (``class_rule``):
   of the image, see :func:`image_targets`); the classes compete and each
   object is scored with its category's class.
 - ``"all"``: every ImageNet class of every category present competes (e.g. all
-  118 dog breeds); each object is still scored with its category's most
-  probable class. Related classes of one category then compete with each
+  118 dog breeds); each object is still scored with its category's class of
+  the ``"top"`` rule. Related classes of one category then compete with each
   other too, which is the harder and slower setting.
 
 Per object and kind of map (``mode``: base, VAR, ...), the scores of
@@ -61,9 +61,11 @@ class ImageTargets:
     Attributes
     ----------
     objects : tuple of ObjectTarget
-        The selected objects.
+        The objects scored: the selected ones, less those of a category left
+        without a class (see :func:`image_targets`).
     labels : tuple of int
-        The ImageNet class of each object (its category's most probable class).
+        The ImageNet class of each object (its category's most probable class
+        not taken by another category).
     classes : tuple of int
         The competing classes, the objects' labels first.
     """
@@ -124,11 +126,12 @@ def image_targets(
         by another category of the image: a class may belong to two categories
         (656 minivan: car and truck), and two categories on one class could
         not compete. Categories with fewer classes choose first (ties: in
-        order of appearance), so a category with a single class keeps it; a
-        category left with no class (possible only in a custom table) has its
-        objects left out. The class set lists the labels in order of first
-        appearance, then (``"all"``) the categories' other classes in
-        ascending order.
+        order of appearance), and an earlier category yields its class when it
+        can move to another free one, so a category is left without a class
+        only when no assignment could give every category its own (possible
+        only with a custom table); its objects are then left out. The class
+        set lists the labels in order of first appearance, then (``"all"``)
+        the other classes of the categories that have a label, ascending.
 
     Examples
     --------
@@ -145,11 +148,7 @@ def image_targets(
     """
     check_choice(class_rule, "class_rule", CLASS_RULES)
     categories = list(dict.fromkeys(obj.category_id for obj in objects))
-    best: dict[int, int] = {}
-    for category in sorted(categories, key=lambda c: len(classes_of[c])):
-        candidates = [c for c in classes_of[category] if c not in best.values()]
-        if candidates:
-            best[category] = candidates[int(logits[candidates].argmax())]
+    best = _distinct_classes(categories, classes_of, logits)
     scored = tuple(obj for obj in objects if obj.category_id in best)
     labels = tuple(best[obj.category_id] for obj in scored)
     classes = list(dict.fromkeys(labels))
@@ -157,6 +156,38 @@ def image_targets(
         mapped = sorted({c for category in best for c in classes_of[category]})
         classes += [c for c in mapped if c not in classes]
     return ImageTargets(scored, labels, tuple(classes))
+
+
+def _distinct_classes(
+    categories: Sequence[int], classes_of: Mapping[int, Sequence[int]], logits: torch.Tensor
+) -> dict[int, int]:
+    """Category -> ImageNet class, no class given twice, as many categories served as possible.
+
+    Categories choose in order of their number of classes (fewest first, then
+    in order of appearance), each its most probable free class. A category
+    whose classes are all taken may take one from an earlier category that can
+    move to another free class (an augmenting path, as in Kuhn's matching), so
+    a category is left without a class only when no assignment could serve it.
+    """
+    preferences = {category: sorted(classes_of[category], key=lambda c: -float(logits[c])) for category in categories}
+    owner: dict[int, int] = {}
+
+    def claim(category: int, visited: set[int]) -> bool:
+        free = [c for c in preferences[category] if c not in owner]
+        if free:
+            owner[free[0]] = category
+            return True
+        for candidate in preferences[category]:
+            if candidate not in visited:
+                visited.add(candidate)
+                if claim(owner[candidate], visited):
+                    owner[candidate] = category
+                    return True
+        return False
+
+    for category in sorted(categories, key=lambda c: len(classes_of[c])):
+        claim(category, set())
+    return {category: c for c, category in owner.items()}
 
 
 @dataclass(frozen=True)
@@ -438,9 +469,9 @@ def object_maps(
     Returns
     -------
     sample : CocoObjectSample
-        The model-ready image and its objects (boxes in its pixels).
+        The model-ready image and its selected objects (boxes in its pixels).
     targets : ImageTargets
-        Each object's class and the class set.
+        The objects scored, each object's class and the class set.
     maps : dict of str to torch.Tensor
         ``{mode: (K, C', H, W) maps}`` of the class set, in ``targets.classes`` order.
     """
@@ -449,10 +480,12 @@ def object_maps(
     with torch.no_grad():
         logits = predict_logits(model, sample.image[None])[0]
     targets = image_targets(logits, sample.objects, objects.classes_of, class_rule)
+    # A set of one class (possible only with a custom table) is scored as the run scores it: VAR equals base.
+    padded, n_classes = pad_class_sets([targets.classes])
     maps = base_and_var_maps(
-        model, sample.image[None], list(targets.classes), method, modes=modes, **(refine_settings or {})
+        model, sample.image[None], padded, method, refine_settings, modes=modes, n_classes=n_classes
     )
-    return sample, targets, {mode: value[0] for mode, value in maps.items()}
+    return sample, targets, {mode: value[0, : len(targets.classes)] for mode, value in maps.items()}
 
 
 def mode_differences(table: pd.DataFrame, mode: str = "var", reference: str = "base") -> pd.DataFrame:
